@@ -1,0 +1,96 @@
+"""The HTTP routes: parse the request, call the store, map the result. No SQL, no JSON building."""
+from __future__ import annotations
+
+import re
+
+from flask import Blueprint, Response, current_app, request
+from werkzeug.exceptions import NotFound, UnsupportedMediaType
+
+from .orders import InvalidOrder, parse_id, parse_json, parse_order, parse_orders
+from .params import parse_pull_params
+from .serialize import first_and_rest, json_array
+from .store import Store
+
+bp = Blueprint("api", __name__)
+JSON = "application/json"
+_ID_PATH = re.compile(r"[1-9][0-9]{0,18}")
+
+
+def store() -> Store:
+    return current_app.extensions["store"]
+
+
+class PullStats:
+    """What a stream served, read by the request log once the response is closed."""
+
+    def __init__(self) -> None:
+        self.entities = 0
+
+    def add(self, count: int) -> None:
+        self.entities += count
+
+
+@bp.get("/api/orders")
+def pull_orders() -> Response:
+    """Sesam's JSON pull endpoint: changes after `since`, oldest first, at most `limit`."""
+    params = parse_pull_params({name: request.args.getlist(name) for name in request.args})
+    stream = store().open_changes(params.since, params.limit)
+    try:
+        first, rest = first_and_rest(stream.chunks())
+    except BaseException:
+        stream.close()
+        raise
+    stats = PullStats()
+    response = Response(json_array(first, rest, stats.add), mimetype=JSON)
+    response.call_on_close(stream.close)
+    response.pull_stats = stats  # type: ignore[attr-defined]
+    return response
+
+
+@bp.get("/api/orders/<order_id>")
+def get_order(order_id: str) -> Response:
+    body = store().get_order(_path_id(order_id))
+    if body is None:
+        raise NotFound(f"order {order_id} does not exist")
+    return Response(body, mimetype=JSON)
+
+
+@bp.put("/api/orders/<order_id>")
+def put_order(order_id: str) -> Response:
+    order = parse_order(_json_body(), url_id=_path_id(order_id))
+    created, _ = store().upsert_orders([order])
+    return Response(store().get_order(order.id), status=201 if created else 200, mimetype=JSON)
+
+
+@bp.delete("/api/orders/<order_id>")
+def delete_order(order_id: str) -> Response:
+    if not store().delete_order(_path_id(order_id)):
+        raise NotFound(f"order {order_id} does not exist")
+    return Response(status=204)
+
+
+@bp.post("/api/orders")
+def upsert_orders() -> Response:
+    """Create or replace many orders in one transaction: all or nothing."""
+    orders = parse_orders(_json_body())
+    created, updated = store().upsert_orders(orders)
+    return current_app.json.response({"created": created, "updated": updated})
+
+
+@bp.get("/health")
+def health() -> Response:
+    store().ping()
+    return current_app.json.response({"status": "ok"})
+
+
+def _path_id(raw: str) -> int:
+    if not _ID_PATH.fullmatch(raw):
+        raise InvalidOrder("the order id in the URL must be a whole number from 1 to 2**63-1")
+    return parse_id(int(raw), "the order id in the URL")
+
+
+def _json_body():
+    if request.mimetype != JSON:
+        raise UnsupportedMediaType("send the body as application/json")
+    return parse_json(request.get_data(cache=False))
+

@@ -1,0 +1,115 @@
+"""The application factory: settings, store, auth, request ids, JSON errors and request logs."""
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+import time
+import uuid
+
+from flask import Flask, Response, current_app, g, request
+from werkzeug.exceptions import HTTPException, InternalServerError, Unauthorized
+
+from . import api
+from .config import Settings, load_settings, redact_url
+from .logs import request_id_var, setup_logging
+from .orders import InvalidOrder
+from .params import BadParameter
+from .samples import SAMPLE_ORDERS
+from .serialize import error_body
+from .store import Store, StoreRejected, StoreUnavailable, open_store
+
+log = logging.getLogger("service")
+_SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+UNAUTHENTICATED = {"health"}
+
+
+def create_app(settings: Settings | None = None, store: Store | None = None) -> Flask:
+    """Build the app: validate settings, prepare the store, wire routes and hooks."""
+    settings = settings or load_settings()
+    setup_logging(settings.log_level)
+    if store is None:
+        store = open_store(settings.database_url)
+        store.migrate()
+    if settings.load_sample_orders and store.load_if_empty(SAMPLE_ORDERS):
+        log.info("loaded the sample orders into the empty store")
+    if not settings.auth_enabled:
+        log.warning("AUTH_USERNAME and AUTH_PASSWORD are not set: the service is UNPROTECTED; "
+                    "anyone who can reach it can read and change every order")
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.extensions["store"] = store
+    app.extensions["settings"] = settings
+    app.register_blueprint(api.bp)
+    app.before_request(_start_request)
+    app.after_request(_finish_request)
+    app.register_error_handler(Exception, _error_response)
+    log.info("service ready", extra={"database": redact_url(settings.database_url),
+                                     "auth": settings.auth_enabled})
+    return app
+
+
+def _start_request() -> None:
+    incoming = request.headers.get("X-Request-Id", "")
+    g.request_id = incoming if _SAFE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+    g.started = time.perf_counter()
+    request_id_var.set(g.request_id)
+    settings: Settings = current_app.extensions["settings"]
+    if settings.auth_enabled and request.endpoint not in {f"api.{name}" for name in UNAUTHENTICATED}:
+        _check_basic_auth(settings)
+
+
+def _check_basic_auth(settings: Settings) -> None:
+    auth = request.authorization
+    given_user = (auth.username or "") if auth and auth.type == "basic" else ""
+    given_password = (auth.password or "") if auth and auth.type == "basic" else ""
+    # Compare both, always, in constant time: no early exit that times out the username.
+    user_ok = hmac.compare_digest(given_user.encode(), settings.auth_username.encode())
+    password_ok = hmac.compare_digest(given_password.encode(), settings.auth_password.encode())
+    if not (auth and user_ok and password_ok):
+        raise Unauthorized("valid HTTP Basic credentials are required")
+
+
+def _finish_request(response: Response) -> Response:
+    response.headers["X-Request-Id"] = g.request_id
+    started, request_id = g.started, g.request_id
+    method, path, status = request.method, request.path, response.status_code
+    stats = getattr(response, "pull_stats", None)
+
+    def log_request() -> None:
+        fields = {"method": method, "path": path, "status": status,
+                  "duration_ms": round((time.perf_counter() - started) * 1000, 2)}
+        if stats is not None:
+            fields["entities"] = stats.entities
+        token = request_id_var.set(request_id)
+        try:
+            log.info("request", extra=fields)
+        finally:
+            request_id_var.reset(token)
+
+    response.call_on_close(log_request)
+    return response
+
+
+def _error_response(error: Exception) -> Response:
+    """Map every error to the one JSON shape; tracebacks and SQL go to the log only."""
+    if isinstance(error, (BadParameter, InvalidOrder, StoreRejected)):
+        status, name, message = 400, "bad_request", str(error)
+    elif isinstance(error, StoreUnavailable):
+        log.error("store unavailable: %s", error, exc_info=error.__cause__ or error)
+        status, name, message = 503, "unavailable", str(error)
+    elif isinstance(error, HTTPException) and not isinstance(error, InternalServerError):
+        status = error.code or 500
+        name = (error.name or "error").lower().replace(" ", "_")
+        message = error.description or error.name
+    else:
+        log.error("unhandled error", exc_info=error)
+        status, name, message = 500, "internal_error", "the service failed; see its log"
+    response = Response(error_body(status, name, message, g.get("request_id")),
+                        status=status, mimetype="application/json")
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Basic realm="orders", charset="UTF-8"'
+    if status == 503:
+        response.headers["Retry-After"] = "5"
+    return response

@@ -1,0 +1,117 @@
+"""Settings from the environment, validated once at start.
+
+Every knob the service has is read here and nowhere else, so a bad value stops the
+process with one clear message instead of failing later in the middle of a request.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Mapping
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off", "")
+
+# Every variable the service reads at start, with its default. The Sesam config tests
+# check the bundled system config against this list, so keep it complete.
+DEFAULTS = {
+    "HOST": "0.0.0.0",
+    "PORT": "5000",
+    "DATABASE_URL": "sqlite:///data/orders.sqlite3",
+    "AUTH_USERNAME": "",
+    "AUTH_PASSWORD": "",
+    "LOG_LEVEL": "INFO",
+    "WEB_CONCURRENCY": "2",
+    "THREADS": "4",
+    "LOAD_SAMPLE_ORDERS": "false",
+    "MAX_BODY_BYTES": str(10 * 1024 * 1024),
+    "GRACEFUL_TIMEOUT": "60",
+}
+
+
+class ConfigError(ValueError):
+    """A setting has a value the service cannot run with."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str
+    port: int
+    database_url: str
+    auth_username: str
+    auth_password: str
+    log_level: str
+    workers: int
+    threads: int
+    load_sample_orders: bool
+    max_body_bytes: int
+    graceful_timeout: int
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.auth_username)
+
+    def __repr__(self) -> str:
+        # Never let the password reach a log line or a traceback through repr().
+        return (f"Settings(host={self.host!r}, port={self.port}, database_url="
+                f"{redact_url(self.database_url)!r}, auth_enabled={self.auth_enabled}, "
+                f"log_level={self.log_level!r}, workers={self.workers}, threads={self.threads})")
+
+    __str__ = __repr__
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting; raise ConfigError naming the bad variable."""
+    env = dict(DEFAULTS)
+    env.update({k: v for k, v in (os.environ if environ is None else environ).items()
+                if k in DEFAULTS})
+    username, password = env["AUTH_USERNAME"], env["AUTH_PASSWORD"]
+    if bool(username) != bool(password):
+        raise ConfigError("AUTH_USERNAME and AUTH_PASSWORD must be set together (or neither)")
+    if ":" in username:
+        raise ConfigError("AUTH_USERNAME must not contain ':' (HTTP Basic cannot carry it)")
+    level = env["LOG_LEVEL"].strip().upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {env['LOG_LEVEL']!r}")
+    url = env["DATABASE_URL"].strip()
+    if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        raise ConfigError("DATABASE_URL must start with sqlite:/// or postgresql://")
+    return Settings(
+        host=env["HOST"].strip() or DEFAULTS["HOST"],
+        port=_int(env, "PORT", 1, 65535),
+        database_url=url,
+        auth_username=username,
+        auth_password=password,
+        log_level=level,
+        workers=_int(env, "WEB_CONCURRENCY", 1, 64),
+        threads=_int(env, "THREADS", 1, 256),
+        load_sample_orders=_bool(env, "LOAD_SAMPLE_ORDERS"),
+        max_body_bytes=_int(env, "MAX_BODY_BYTES", 1024, 1024 ** 3),
+        graceful_timeout=_int(env, "GRACEFUL_TIMEOUT", 1, 3600),
+    )
+
+
+def redact_url(url: str) -> str:
+    """Hide the password in a database URL, for logs."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in creds:
+        return url
+    return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
+
+
+def _int(env: Mapping[str, str], name: str, low: int, high: int) -> int:
+    raw = env[name].strip()
+    if not raw.isascii() or not raw.isdigit() or not low <= int(raw) <= high:
+        raise ConfigError(f"{name} must be a whole number from {low} to {high}, got {env[name]!r}")
+    return int(raw)
+
+
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    raw = env[name].strip().lower()
+    if raw in TRUE_WORDS:
+        return True
+    if raw in FALSE_WORDS:
+        return False
+    raise ConfigError(f"{name} must be true or false, got {env[name]!r}")

@@ -1,0 +1,67 @@
+"""gunicorn settings for the orders service: `gunicorn -c service/gunicorn.conf.py`.
+
+Every value comes from the validated settings (service/config.py), so the server and
+the app can never disagree about the port, the workers or the log level.
+"""
+import os
+import sys
+
+from service.config import ConfigError, load_settings
+
+try:
+    _settings = load_settings()
+except ConfigError as error:
+    sys.exit(f"configuration error: {error}")
+
+# The app: a factory-built Flask app; each worker builds its own store connections
+# (no preload: SQLite and PostgreSQL connections must not cross a fork).
+wsgi_app = "service.wsgi:app"
+
+# Where to listen.
+bind = f"{_settings.host}:{_settings.port}"
+
+# Workers: gthread, because a full sync is one long streamed response; a sync worker
+# would be killed after `timeout` and would block on one stream. The worker count comes
+# from the environment, not cpu_count(): a container sees all of the host's cores.
+worker_class = "gthread"
+workers = _settings.workers
+threads = _settings.threads
+# gthread's `timeout` is a heartbeat of the worker's main loop, not a request limit.
+timeout = 30
+keepalive = 5
+
+# Shutdown: on SIGTERM the workers stop accepting and let running streams finish.
+graceful_timeout = _settings.graceful_timeout
+
+# Logs: JSON on stdout. The app writes the request lines itself (with the request id
+# and the number of entities served), so gunicorn's access log stays off.
+accesslog = None
+loglevel = _settings.log_level.lower()
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "service.logs.JsonFormatter"}},
+    "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "json",
+                            "stream": "ext://sys.stdout"}},
+    "root": {"level": _settings.log_level, "handlers": ["stdout"]},
+    "loggers": {
+        "gunicorn.error": {"level": _settings.log_level, "handlers": ["stdout"], "propagate": False},
+        "gunicorn.access": {"level": "CRITICAL", "handlers": [], "propagate": False},
+    },
+}
+
+# Containers: heartbeat files on tmpfs; no control socket (it wants a writable $HOME).
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+control_socket_disable = True
+
+
+def on_starting(server):
+    """Create or upgrade the schema once, in the master, before any worker starts."""
+    from service.samples import SAMPLE_ORDERS
+    from service.store import open_store
+
+    store = open_store(_settings.database_url)
+    store.migrate()
+    if _settings.load_sample_orders and store.load_if_empty(SAMPLE_ORDERS):
+        server.log.info("loaded the sample orders into the empty store")
+    store.close()

@@ -1,0 +1,15 @@
+"""Pick the store backend from DATABASE_URL."""
+from __future__ import annotations
+
+from .base import ChangeStream, Order, Store, StoreError, StoreRejected, StoreUnavailable
+
+__all__ = ["ChangeStream", "Order", "Store", "StoreError", "StoreRejected",
+           "StoreUnavailable", "open_store"]
+
+
+def open_store(database_url: str) -> Store:
+    """Return the store for a database URL (sqlite:///path or postgresql://...)."""
+    if database_url.startswith("sqlite:///"):
+        from .sqlite import SqliteStore
+        return SqliteStore(database_url.removeprefix("sqlite:///"))
+    raise ValueError(f"unsupported database URL scheme in {database_url.split(':', 1)[0]!r}")
