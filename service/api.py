@@ -25,6 +25,7 @@ class PullStats:
 
     def __init__(self) -> None:
         self.entities = 0
+        self.complete = False
 
     def add(self, count: int) -> None:
         self.entities += count
@@ -41,7 +42,12 @@ def pull_orders() -> Response:
         stream.close()
         raise
     stats = PullStats()
-    response = Response(json_array(first, rest, stats.add), mimetype=JSON)
+
+    def body():
+        yield from json_array(first, rest, stats.add)
+        stats.complete = True
+
+    response = Response(body(), mimetype=JSON)
     response.call_on_close(stream.close)
     response.pull_stats = stats  # type: ignore[attr-defined]
     return response

@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app.register_blueprint(api.bp)
     app.before_request(_start_request)
     app.after_request(_finish_request)
+    app.teardown_request(_forget_request_id)
     app.register_error_handler(Exception, _error_response)
     log.info("service ready", extra={"database": redact_url(settings.database_url),
                                      "auth": settings.auth_enabled})
@@ -54,7 +55,7 @@ def _start_request() -> None:
     incoming = request.headers.get("X-Request-Id", "")
     g.request_id = incoming if _SAFE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
     g.started = time.perf_counter()
-    request_id_var.set(g.request_id)
+    g.request_id_token = request_id_var.set(g.request_id)
     settings: Settings = current_app.extensions["settings"]
     if settings.auth_enabled and request.endpoint not in {f"api.{name}" for name in UNAUTHENTICATED}:
         _check_basic_auth(settings)
@@ -80,16 +81,25 @@ def _finish_request(response: Response) -> Response:
     def log_request() -> None:
         fields = {"method": method, "path": path, "status": status,
                   "duration_ms": round((time.perf_counter() - started) * 1000, 2)}
+        level = logging.INFO
         if stats is not None:
-            fields["entities"] = stats.entities
+            fields.update(entities=stats.entities, complete=stats.complete)
+            level = logging.INFO if stats.complete else logging.WARNING
         token = request_id_var.set(request_id)
         try:
-            log.info("request", extra=fields)
+            log.log(level, "request" if level == logging.INFO else "request: stream aborted",
+                    extra=fields)
         finally:
             request_id_var.reset(token)
 
     response.call_on_close(log_request)
     return response
+
+
+def _forget_request_id(_error: BaseException | None) -> None:
+    token = g.pop("request_id_token", None)
+    if token is not None:
+        request_id_var.reset(token)
 
 
 def _error_response(error: Exception) -> Response:
