@@ -225,3 +225,24 @@ def test_unprotected_start_is_logged_loudly(make_app, capsys):
 
 def test_debug_mode_is_off(app):
     assert not app.debug
+
+
+def test_a_failure_reading_the_first_chunk_is_503_not_a_broken_200(make_app):
+    app = make_app()
+    store = app.extensions["store"]
+    put(app.test_client(), 1, ORDER)
+
+    class FailingStream:
+        closed = False
+
+        def chunks(self):
+            raise StoreUnavailable("the database had an I/O error")
+            yield
+
+        def close(self):
+            FailingStream.closed = True
+
+    store.open_changes = lambda since, limit: FailingStream()
+    response = app.test_client().get("/api/orders")
+    assert response.status_code == 503 and response.get_json()["status"] == 503
+    assert FailingStream.closed

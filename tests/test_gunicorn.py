@@ -1,0 +1,85 @@
+"""The real service under gunicorn, over real HTTP: streaming, the mid-stream fault, SIGTERM."""
+import http.client
+import json
+import signal
+import threading
+import time
+
+import pytest
+
+from service.store import Order, open_store
+from service.store.sqlite import CHUNK_ROWS
+from tests.servers import raw_get, start_gunicorn
+
+ROWS = 3 * CHUNK_ROWS + 17
+
+
+@pytest.fixture
+def loaded_url(database_url):
+    store = open_store(database_url)
+    store.migrate()
+    store.bulk_load(Order(i, f"user{i}", "Thinkpad", f"{i}.50") for i in range(1, ROWS + 1))
+    return database_url
+
+
+def test_a_full_pull_over_http_is_streamed_and_complete(loaded_url, tmp_path):
+    server = start_gunicorn(loaded_url, tmp_path)
+    try:
+        response, body = raw_get(server.port, "/api/orders")
+        assert response.status == 200
+        assert response.getheader("Transfer-Encoding") == "chunked"  # streamed, not built whole
+        entities = json.loads(body)
+        assert [e["_updated"] for e in entities] == list(range(1, ROWS + 1))
+        response, body = raw_get(server.port, f"/api/orders?since={ROWS - 5}&limit=2")
+        assert [e["_updated"] for e in json.loads(body)] == [ROWS - 4, ROWS - 3]
+        response, body = raw_get(server.port, "/api/orders?limit=abc")
+        assert response.status == 400 and json.loads(body)["error"] == "bad_request"
+    finally:
+        assert server.stop() == 0
+    log = [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
+    pulls = [line for line in log if line.get("path") == "/api/orders" and line["status"] == 200]
+    assert pulls[0]["entities"] == ROWS and pulls[0]["complete"] is True
+
+
+def test_a_fault_mid_stream_aborts_without_the_closing_bracket(loaded_url, tmp_path):
+    server = start_gunicorn(loaded_url, tmp_path, app="tests.faulty_wsgi:app", FAIL_AFTER_CHUNKS="1")
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        connection.request("GET", "/api/orders")
+        response = connection.getresponse()
+        assert response.status == 200  # the headers were already sent when the fault hit
+        with pytest.raises(http.client.IncompleteRead) as error:
+            response.read()
+        partial = error.value.partial
+        assert partial.startswith(b"[") and not partial.rstrip().endswith(b"]")
+        with pytest.raises(ValueError):
+            json.loads(partial)
+        # The server survives: a pull that ends before the fault point is complete.
+        response, body = raw_get(server.port, f"/api/orders?since={ROWS - 10}")
+        assert response.status == 200 and len(json.loads(body)) == 10  # one chunk: no fault
+    finally:
+        server.stop()
+    assert "request: stream aborted" in server.log()
+
+
+def test_sigterm_lets_a_running_stream_finish(loaded_url, tmp_path):
+    server = start_gunicorn(loaded_url, tmp_path)
+    result = {}
+
+    def slow_reader():
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        connection.request("GET", "/api/orders")
+        response = connection.getresponse()
+        first = response.read(10)
+        time.sleep(1.0)  # SIGTERM arrives while the body is still being read
+        result["body"] = first + response.read()
+
+    reader = threading.Thread(target=slow_reader)
+    reader.start()
+    time.sleep(0.4)
+    started = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)
+    reader.join(30)
+    assert server.process.wait(30) == 0
+    assert time.monotonic() - started < 15
+    assert len(json.loads(result["body"])) == ROWS
