@@ -1,10 +1,19 @@
 """Shared fixtures: an app on a fresh temporary database, its client and its store."""
 from __future__ import annotations
 
+import os
+
 import pytest
+from hypothesis import settings
 
 from service.app import create_app
 from service.config import load_settings
+
+
+# CI runs the property tests with a fixed seed: a red build then always reproduces.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 @pytest.fixture
