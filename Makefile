@@ -31,7 +31,7 @@ test: $(STAMP) ## Run the whole test suite (unit, API, store, gunicorn, contract
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-contract: $(STAMP) ## Run the contract suite against SERVICE_URL (and SERVICE_USER / SERVICE_PASSWORD)
-	$(BIN)/pytest tests/contract --service-url "$(SERVICE_URL)" \
+	SERVICE_PASSWORD="$(SERVICE_PASSWORD)" $(BIN)/pytest tests/contract --service-url "$(SERVICE_URL)" \
 		$(if $(SERVICE_USER),--service-user "$(SERVICE_USER)") $(PYTEST_ARGS)
 
 pull: $(STAMP) ## Pull from the running service as a Sesam pipe would (state in .emulator-state.json)
