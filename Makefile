@@ -1,17 +1,23 @@
 # Orders entity source for Sesam. `make help` lists the targets.
-# Variables can be overridden on the command line or from the environment.
+# Every variable below can be overridden on the command line or from the environment.
 
 PYTHON  ?= python3
 VENV    ?= .venv
 PORT    ?= 5000
 DATABASE_URL ?= sqlite:///data/orders.sqlite3
 PYTEST_ARGS ?=
+# The image: registry/name and tag. TAG comes from git; a dirty tree gives "-dirty".
+IMAGE   ?= ghcr.io/sesam-community/orders-sesam-source
+TAG     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+DOCKER  ?= docker
+DOCKER_BUILD_FLAGS ?=
+ALLOW_DIRTY ?= 0
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test test-contract pull clean
+.PHONY: help venv run test test-contract test-image pull build push image-name check-engine check-clean clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -25,17 +31,41 @@ venv: $(STAMP) ## Create the virtual environment with every dependency
 
 run: $(STAMP) ## Run the service on SQLite with the sample orders (http://127.0.0.1:$(PORT))
 	HOST=127.0.0.1 PORT=$(PORT) DATABASE_URL=$(DATABASE_URL) LOAD_SAMPLE_ORDERS=true \
-		$(BIN)/gunicorn -c service/gunicorn.conf.py
+		exec $(BIN)/gunicorn -c service/gunicorn.conf.py
 
-test: $(STAMP) ## Run the whole test suite (unit, API, store, gunicorn, contract)
-	$(BIN)/pytest $(PYTEST_ARGS)
+test: $(STAMP) ## Run the test suite (unit, store, API, gunicorn, contract, properties)
+	$(BIN)/pytest --ignore=tests/image $(PYTEST_ARGS)
 
-test-contract: $(STAMP) ## Run the contract suite against SERVICE_URL (and SERVICE_USER / SERVICE_PASSWORD)
-	SERVICE_PASSWORD="$(SERVICE_PASSWORD)" $(BIN)/pytest tests/contract --service-url "$(SERVICE_URL)" \
+test-contract: $(STAMP) ## Run the contract suite against SERVICE_URL (SERVICE_USER, SERVICE_PASSWORD from env)
+	$(BIN)/pytest tests/contract --service-url "$(SERVICE_URL)" \
 		$(if $(SERVICE_USER),--service-user "$(SERVICE_USER)") $(PYTEST_ARGS)
 
-pull: $(STAMP) ## Pull from the running service as a Sesam pipe would (state in .emulator-state.json)
+pull: $(STAMP) ## Pull from the running service as a Sesam pipe would (ARGS="--show", "--full", ...)
 	$(BIN)/python -m tests.sesam_emulator --url http://127.0.0.1:$(PORT)/api/orders $(ARGS)
+
+image-name: ## Print the image reference that build/push use
+	@echo $(IMAGE):$(TAG)
+
+check-engine:
+	@$(DOCKER) info >/dev/null 2>&1 || { echo "error: no container engine answers to '$(DOCKER)'" \
+		"(start Docker, set DOCKER_HOST, or use DOCKER=podman)" >&2; exit 1; }
+
+build: check-engine ## Build $(IMAGE):$(TAG) from the Dockerfile
+	$(DOCKER) build $(DOCKER_BUILD_FLAGS) -t $(IMAGE):$(TAG) .
+
+check-clean:
+	@case "$(TAG)" in *-dirty) if [ "$(ALLOW_DIRTY)" != 1 ]; then \
+		echo "error: the tree has uncommitted changes (TAG=$(TAG)); commit, or set ALLOW_DIRTY=1" >&2; \
+		exit 1; fi;; esac
+
+push: check-clean check-engine test ## Test, build and push $(IMAGE):$(TAG) (a dirty tree needs ALLOW_DIRTY=1)
+	$(MAKE) --no-print-directory build
+	@$(DOCKER) push $(IMAGE):$(TAG) || { echo "error: the registry refused $(IMAGE):$(TAG)" \
+		"(log in with '$(DOCKER) login', or check IMAGE)" >&2; exit 1; }
+	@echo "pushed $(IMAGE):$(TAG)"
+
+test-image: $(STAMP) check-engine ## Build the image and test it for real (needs a Docker engine; REGISTRY for the push)
+	$(BIN)/pytest tests/image $(PYTEST_ARGS)
 
 clean: ## Remove the virtual environment, caches and local data
 	rm -rf $(VENV) .pytest_cache .hypothesis data .emulator-state.json

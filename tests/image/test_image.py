@@ -1,0 +1,220 @@
+"""The image, built and run for real: health, contract, memory, user, SIGTERM, volume, push.
+
+Run with `make test-image`. Each test prints its figures (run pytest with -s to see them).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tests.image.conftest import PASSWORD, USER, docker, run_container
+from tests.servers import ROOT, basic_auth
+
+LOAD = int(os.environ.get("IMAGE_TEST_ORDERS", "200000"))
+BATCH = 5_000
+
+
+def call(url: str, method: str = "GET", body: bytes | None = None, timeout: float = 120):
+    headers = {**basic_auth(USER, PASSWORD), "Content-Type": "application/json"}
+    request = urllib.request.Request(url, data=body, method=method, headers=headers)
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return response.status, response.read()
+
+
+@pytest.fixture(scope="module")
+def container(image, volume):
+    running = run_container(image, volume)
+    running.healthy_after = running.wait_healthy()
+    yield running
+    docker("rm", "-f", running.id, check=False)
+
+
+def test_it_becomes_healthy_in_128_mb(container):
+    took = container.healthy_after
+    config = container.inspect()
+    assert config["HostConfig"]["Memory"] == 128 * 1024 * 1024
+    print(f"healthy after {took:.1f} s")
+
+
+def test_it_runs_as_the_fixed_non_root_user(container):
+    assert docker("exec", container.id, "id", "-u").stdout.strip() == "10001"
+    # gunicorn itself is PID 1, so SIGTERM from `docker stop` reaches it.
+    cmdline = docker("exec", container.id, "cat", "/proc/1/cmdline").stdout
+    assert "gunicorn" in cmdline
+    files = docker("exec", container.id, "sh", "-c", "ls -A /app; ls -A /app/service").stdout.split()
+    assert "tests" not in files and ".git" not in files and ".venv" not in files
+
+
+def test_auth_is_enforced_and_health_is_open(container):
+    with pytest.raises(urllib.error.HTTPError) as error:
+        urllib.request.urlopen(f"{container.url}/api/orders", timeout=10)
+    assert error.value.code == 401
+    with urllib.request.urlopen(f"{container.url}/health", timeout=10) as response:
+        assert response.status == 200
+
+
+def test_the_contract_suite_passes_against_the_container(container):
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/contract",
+         "--service-url", f"{container.url}/api/orders", "--service-user", USER, "--allow-writes"],
+        cwd=ROOT, env={**os.environ, "SERVICE_PASSWORD": PASSWORD}, capture_output=True,
+        text=True, timeout=600)
+    print(result.stdout[-600:])
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout and "skipped" not in result.stdout
+
+
+def load_orders(url: str, count: int) -> float:
+    started = time.monotonic()
+    for start in range(1, count + 1, BATCH):
+        batch = [{"id": i, "Username": f"user{i}", "Orders": "Thinkpad X1 Carbon",
+                  "TotalSum": i % 9000 + 0.25} for i in range(start, min(start + BATCH, count + 1))]
+        status, _ = call(f"{url}/api/orders", "POST", json.dumps(batch).encode())
+        assert status == 200
+    return time.monotonic() - started
+
+
+def cgroup_peak_mb(container) -> float:
+    """The cgroup's own peak (v2 memory.peak, v1 max_usage_in_bytes): it counts page cache too."""
+    for path in ("/sys/fs/cgroup/memory.peak", "/sys/fs/cgroup/memory/memory.max_usage_in_bytes"):
+        result = docker("exec", container.id, "cat", path, check=False)
+        if result.returncode == 0 and result.stdout.strip().isdigit():
+            return int(result.stdout) / 2 ** 20
+    return float("nan")
+
+
+def anonymous_memory_mb(container) -> float:
+    """Memory the container cannot give back (cgroup v1 total_rss, v2 anon): what OOM counts."""
+    for path, key in (("/sys/fs/cgroup/memory.stat", "anon"),
+                      ("/sys/fs/cgroup/memory/memory.stat", "total_rss")):
+        result = docker("exec", container.id, "cat", path, check=False, timeout=10)
+        for line in result.stdout.splitlines() if result.returncode == 0 else ():
+            name, _, value = line.partition(" ")
+            if name == key:
+                return int(value) / 2 ** 20
+    raise AssertionError("the container's cgroup reports no memory.stat")
+
+
+class MemorySampler(threading.Thread):
+    """Sample the container's anonymous memory (master, workers, health checks) until stopped."""
+
+    def __init__(self, container):
+        super().__init__(daemon=True)
+        self.container, self.peak_mb, self.samples = container, 0.0, 0
+        self.done = threading.Event()
+
+    def run(self):
+        while not self.done.is_set():
+            self.peak_mb = max(self.peak_mb, anonymous_memory_mb(self.container))
+            self.samples += 1
+            time.sleep(0.05)
+
+    def stop(self) -> float:
+        self.done.set()
+        self.join(15)
+        return self.peak_mb
+
+
+def read_slowly(url: str) -> tuple[int, bytes]:
+    """Read a full pull at a bounded pace, so the stream stays open for several seconds
+    and the server has to hold back instead of buffering the body."""
+    request = urllib.request.Request(url, headers=basic_auth(USER, PASSWORD))
+    pieces = []
+    with urllib.request.urlopen(request, timeout=600) as response:
+        while piece := response.read(256 * 1024):
+            pieces.append(piece)
+            time.sleep(0.03)
+        return response.status, b"".join(pieces)
+
+
+def test_a_full_pull_of_200k_orders_streams_inside_128_mb(container):
+    sampler = MemorySampler(container)
+    sampler.start()
+    took = load_orders(container.url, LOAD)
+    load_peak = sampler.stop()
+    sampler = MemorySampler(container)
+    sampler.start()
+    started = time.monotonic()
+    status, body = read_slowly(f"{container.url}/api/orders")
+    pulled = time.monotonic() - started
+    memory_peak = sampler.stop()
+    entities = json.loads(body)
+    assert status == 200 and len(entities) >= LOAD
+    assert all(a["_updated"] < b["_updated"] for a, b in zip(entities, entities[1:]))
+    state = container.inspect()["State"]
+    assert state["Running"] and not state["OOMKilled"]
+    print(f"loaded {LOAD} orders in {took:.1f} s (peak anonymous memory {load_peak:.1f} MB); full pull of {len(entities)} entities "
+          f"({len(body) / 2 ** 20:.1f} MB) in {pulled:.2f} s; peak anonymous memory of the container "
+          f"{memory_peak:.1f} MB ({sampler.samples} samples); cgroup peak incl. page cache "
+          f"{cgroup_peak_mb(container):.1f} MB; limit 128 MB; not OOM-killed")
+    assert pulled > 2 and sampler.samples > 3 and 0 < memory_peak < 128 and load_peak < 128
+
+
+def test_docker_stop_lets_a_running_stream_finish(container):
+    result = {}
+
+    def reader():
+        request = urllib.request.Request(f"{container.url}/api/orders", headers=basic_auth(USER, PASSWORD))
+        with urllib.request.urlopen(request, timeout=120) as response:
+            first = response.read(4096)
+            time.sleep(1.5)  # still reading when SIGTERM arrives
+            result["body"] = first + response.read()
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    time.sleep(0.5)
+    started = time.monotonic()
+    docker("stop", "-t", "30", container.id)
+    stopped = time.monotonic() - started
+    thread.join(60)
+    entities = json.loads(result["body"])
+    state = container.inspect()["State"]
+    print(f"docker stop took {stopped:.1f} s with a stream of {len(entities)} entities in flight")
+    assert len(entities) >= LOAD and state["ExitCode"] == 0 and stopped < 10
+
+
+def test_data_survives_a_restart_on_the_volume(image, container):
+    again = run_container(image, container.volume)
+    try:
+        again.wait_healthy()
+        _, body = call(f"{again.url}/api/orders?since={LOAD}&limit=5")
+        _, full = call(f"{again.url}/api/orders", timeout=600)
+        assert len(json.loads(full)) >= LOAD and json.loads(body)
+    finally:
+        docker("rm", "-f", again.id, check=False)
+
+
+def test_make_push_publishes_an_image_that_reads_back_right(engine):
+    registry = os.environ.get("REGISTRY", "127.0.0.1:5000")
+    try:
+        urllib.request.urlopen(f"http://{registry}/v2/", timeout=5)
+    except OSError:
+        if os.environ.get("REQUIRE_IMAGE_TESTS") == "1":
+            pytest.fail(f"no registry at {registry}")
+        pytest.skip(f"no registry at {registry} (set REGISTRY)")
+    image, tag = f"{registry}/orders-sesam-source", f"push-test-{int(time.time())}"
+    flags = "--network host" if os.environ.get("IMAGE_TEST_NETWORK") == "host" else ""
+    result = subprocess.run(["make", "--no-print-directory", "push", f"IMAGE={image}", f"TAG={tag}",
+                             "ALLOW_DIRTY=1", f"DOCKER_BUILD_FLAGS={flags}",
+                             "PYTEST_ARGS=-q -p no:cacheprovider"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert " passed" in result.stdout  # make push ran the tests first
+    inspect = subprocess.run(["skopeo", "inspect", "--tls-verify=false", "--raw", "--config",
+                              f"docker://{image}:{tag}"], capture_output=True, text=True, check=True)
+    config = json.loads(inspect.stdout)["config"]
+    assert config["User"] == "10001:10001"
+    assert "5000/tcp" in config["ExposedPorts"]
+    assert "service.healthcheck" in " ".join(config["Healthcheck"]["Test"])
+    tags = subprocess.run(["skopeo", "list-tags", "--tls-verify=false", f"docker://{image}"],
+                          capture_output=True, text=True, check=True)
+    assert tag in json.loads(tags.stdout)["Tags"]
+    print(f"pushed and read back {image}:{tag}")
