@@ -17,7 +17,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test test-contract test-image pull build push image-name check-engine check-clean clean
+.PHONY: help venv run test test-contract test-image pull build push image-name check-engine check-clean sesam-env sesam-config clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -46,6 +46,12 @@ pull: $(STAMP) ## Pull from the running service as a Sesam pipe would (ARGS="--s
 image-name: ## Print the image reference that build/push use
 	@echo $(IMAGE):$(TAG)
 
+sesam-env: ## Print the node variables the bundled Sesam config needs for this image (JSON)
+	@printf '{"orders-source-image": "%s"}\n' "$(IMAGE):$(TAG)"
+
+sesam-config: $(STAMP) ## Regenerate the parts of sesam-config/ that come from the code
+	$(BIN)/python -m tests.sesam_config
+
 check-engine:
 	@$(DOCKER) info >/dev/null 2>&1 || { echo "error: no container engine answers to '$(DOCKER)'" \
 		"(start Docker, set DOCKER_HOST, or use DOCKER=podman)" >&2; exit 1; }
@@ -62,7 +68,7 @@ push: check-clean check-engine test ## Test, build and push $(IMAGE):$(TAG) (a d
 	$(MAKE) --no-print-directory build
 	@$(DOCKER) push $(IMAGE):$(TAG) || { echo "error: the registry refused $(IMAGE):$(TAG)" \
 		"(log in with '$(DOCKER) login', or check IMAGE)" >&2; exit 1; }
-	@echo "pushed $(IMAGE):$(TAG)"
+	@echo "pushed $(IMAGE):$(TAG); set the node variable orders-source-image to it (make sesam-env)"
 
 test-image: $(STAMP) check-engine ## Build the image and test it for real (needs a Docker engine; REGISTRY for the push)
 	$(BIN)/pytest tests/image $(PYTEST_ARGS)
