@@ -30,9 +30,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     setup_logging(settings.log_level)
     if store is None:
         store = open_store(settings.database_url)
-        store.migrate()
-    if settings.load_sample_orders and store.load_if_empty(SAMPLE_ORDERS):
-        log.info("loaded the sample orders into the empty store")
+        prepare_store(store, settings)
     if not settings.auth_enabled:
         log.warning("AUTH_USERNAME and AUTH_PASSWORD are not set: the service is UNPROTECTED; "
                     "anyone who can reach it can read and change every order")
@@ -49,6 +47,18 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     log.info("service ready", extra={"database": redact_url(settings.database_url),
                                      "auth": settings.auth_enabled})
     return app
+
+
+def prepare_store(store: Store, settings: Settings) -> None:
+    """Migrate (when allowed) and load the samples (when asked). A database that is down
+    does not stop the service: it answers 503 and /health says why until it is back."""
+    try:
+        if settings.migrate_on_start:
+            store.migrate()
+        if settings.load_sample_orders and store.load_if_empty(SAMPLE_ORDERS):
+            log.info("loaded the sample orders into the empty store")
+    except StoreUnavailable as error:
+        log.error("could not prepare the store at start: %s", error, exc_info=error.__cause__)
 
 
 def _start_request() -> None:

@@ -29,6 +29,7 @@ DEFAULTS = {
     # batch) keeps a worker well inside Sesam's 128 MB container.
     "MAX_BODY_BYTES": str(1024 * 1024),
     "GRACEFUL_TIMEOUT": "60",
+    "MIGRATE_ON_START": "true",
 }
 
 
@@ -49,6 +50,7 @@ class Settings:
     load_sample_orders: bool
     max_body_bytes: int
     graceful_timeout: int
+    migrate_on_start: bool
 
     @property
     def auth_enabled(self) -> bool:
@@ -91,6 +93,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         load_sample_orders=_bool(env, "LOAD_SAMPLE_ORDERS"),
         max_body_bytes=_int(env, "MAX_BODY_BYTES", 1024, 1024 ** 3),
         graceful_timeout=_int(env, "GRACEFUL_TIMEOUT", 1, 3600),
+        migrate_on_start=_bool(env, "MIGRATE_ON_START"),
     )
 
 

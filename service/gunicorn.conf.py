@@ -56,12 +56,13 @@ control_socket_disable = True
 
 
 def on_starting(server):
-    """Create or upgrade the schema once, in the master, before any worker starts."""
-    from service.samples import SAMPLE_ORDERS
+    """Create or upgrade the schema once, in the master, before any worker starts (the
+    workers repeat it, idempotently, so the app factory also works without gunicorn)."""
+    from service.app import prepare_store
     from service.store import open_store
 
     store = open_store(_settings.database_url)
-    store.migrate()
-    if _settings.load_sample_orders and store.load_if_empty(SAMPLE_ORDERS):
-        server.log.info("loaded the sample orders into the empty store")
-    store.close()
+    try:
+        prepare_store(store, _settings)
+    finally:
+        store.close()

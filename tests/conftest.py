@@ -8,6 +8,7 @@ from hypothesis import settings
 
 from service.app import create_app
 from service.config import load_settings
+from tests.databases import BACKENDS, fresh_database
 
 
 # CI runs the property tests with a fixed seed: a red build then always reproduces.
@@ -16,20 +17,32 @@ if os.environ.get("CI"):
     settings.load_profile("ci")
 
 
+@pytest.fixture(params=BACKENDS)
+def backend(request) -> str:
+    return request.param
+
+
 @pytest.fixture
-def database_url(tmp_path) -> str:
-    return f"sqlite:///{tmp_path}/orders.sqlite3"
+def database_url(backend, tmp_path):
+    """An empty database of each backend in turn (SQLite, PostgreSQL)."""
+    with fresh_database(backend, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture
 def make_app(database_url):
     """Build an app with settings from a dict of environment variables."""
+    apps = []
+
     def make(**env: str):
         settings = load_settings({"DATABASE_URL": database_url, "LOG_LEVEL": "DEBUG", **env})
         app = create_app(settings)
         app.config["TESTING"] = True
+        apps.append(app)
         return app
-    return make
+    yield make
+    for app in apps:
+        app.extensions["store"].close()
 
 
 @pytest.fixture

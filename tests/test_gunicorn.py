@@ -19,6 +19,7 @@ def loaded_url(database_url):
     store = open_store(database_url)
     store.migrate()
     store.bulk_load(Order(i, f"user{i}", "Thinkpad", f"{i}.50") for i in range(1, ROWS + 1))
+    store.close()
     return database_url
 
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import random
-import sqlite3
 import tempfile
 import threading
 import time
@@ -17,6 +16,7 @@ from hypothesis import strategies as st
 from service.app import create_app
 from service.config import load_settings
 from service.store import Order, open_store
+from tests.databases import BACKENDS, fresh_database, live_orders, plain_sql
 from tests.servers import start_gunicorn
 from tests.sesam_emulator import Pipe, PipeConfig, PipeState, RunFailed, http_transport, main
 from tests.targets import flask_target, http_target
@@ -34,29 +34,22 @@ OPERATIONS = st.one_of(
 )
 
 
-def table(database_path) -> dict[str, tuple]:
-    """The store's live orders, straight from the table, in the emulator's terms."""
-    with sqlite3.connect(database_path) as connection:
-        rows = connection.execute("SELECT id, username, orders, total_sum FROM orders").fetchall()
-    return {str(i): (u, o, float(Decimal(t))) for i, u, o, t in rows}
-
-
 def dataset(pipe: Pipe) -> dict[str, tuple]:
     return {key: (e["Username"], e["Orders"], float(e["TotalSum"]))
             for key, e in pipe.state.live().items()}
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(OPERATIONS, max_size=40))
-def test_the_dataset_follows_every_write_and_incremental_runs_get_only_changes(operations):
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "orders.sqlite3"
-        app = create_app(load_settings({"DATABASE_URL": f"sqlite:///{path}", "LOG_LEVEL": "ERROR"}))
+@pytest.mark.parametrize("backend_name", BACKENDS)
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(operations=st.lists(OPERATIONS, max_size=40))
+def test_the_dataset_follows_every_write_and_incremental_runs_get_only_changes(backend_name, operations):
+    with tempfile.TemporaryDirectory() as folder, fresh_database(backend_name, Path(folder)) as url, \
+            plain_sql(url) as sql:
+        app = create_app(load_settings({"DATABASE_URL": url, "LOG_LEVEL": "ERROR"}))
         target = flask_target(app.test_client(), None, None)
         pipe = Pipe(target.transport)
         live: dict[int, tuple] = {}
         changed: set[str] = set()
-        sql = sqlite3.connect(path, isolation_level=None)
         for operation in operations:
             kind, args = operation[0], operation[1:]
             if kind in ("api_put", "sql_put"):
@@ -90,17 +83,16 @@ def test_the_dataset_follows_every_write_and_incremental_runs_get_only_changes(o
                 if incremental:
                     assert {e["_id"] for e in result.entities} == changed
                 changed = set()
-        sql.close()
         pipe.config.page_size = 3
         pipe.run()
-        assert dataset(pipe) == table(path)
+        app.extensions["store"].close()
+        assert dataset(pipe) == live_orders(url)
         assert set(pipe.state.live()) == {str(i) for i in live}
 
 
-def test_concurrent_writers_and_a_paging_pipe_lose_nothing(tmp_path):
+def test_concurrent_writers_and_a_paging_pipe_lose_nothing(database_url, tmp_path):
     """Writers change orders through a 3-worker gunicorn while the pipe pulls with paging."""
-    database = tmp_path / "orders.sqlite3"
-    server = start_gunicorn(f"sqlite:///{database}", tmp_path, WEB_CONCURRENCY="3", THREADS="4")
+    server = start_gunicorn(database_url, tmp_path, WEB_CONCURRENCY="3", THREADS="4")
     target = http_target("gunicorn", f"{server.url}/api/orders", None, None, writable=True)
     pipe = Pipe(http_transport(f"{server.url}/"), PipeConfig(page_size=7))
     stop, errors, writes = threading.Event(), [], [0]
@@ -138,14 +130,14 @@ def test_concurrent_writers_and_a_paging_pipe_lose_nothing(tmp_path):
         server.stop()
     print(f"concurrency: {writes[0]} writes by 4 threads, {runs} paging runs during them")
     assert not errors and writes[0] > 50 and runs > 3
-    assert dataset(pipe) == table(database)
+    assert dataset(pipe) == live_orders(database_url)
 
 
-def test_a_fault_mid_stream_fails_the_run_and_keeps_the_state(tmp_path):
-    database_url = f"sqlite:///{tmp_path}/orders.sqlite3"
+def test_a_fault_mid_stream_fails_the_run_and_keeps_the_state(database_url, tmp_path):
     store = open_store(database_url)
     store.migrate()
     store.bulk_load(Order(i, "u", "o", "1") for i in range(1, 2501))
+    store.close()
     server = start_gunicorn(database_url, tmp_path, app="tests.faulty_wsgi:app", FAIL_AFTER_CHUNKS="1")
     try:
         pipe = Pipe(http_transport(f"{server.url}/"),

@@ -1,4 +1,4 @@
-"""The SQLite store: change tracking by triggers, whoever writes."""
+"""The stores (SQLite and PostgreSQL): change tracking in the database, whoever writes."""
 import json
 import shutil
 import sqlite3
@@ -7,8 +7,9 @@ import sys
 
 import pytest
 
-from service.store import Order, StoreRejected, StoreUnavailable
+from service.store import Order, StoreRejected, StoreUnavailable, open_store
 from service.store.sqlite import SqliteStore
+from tests.databases import plain_sql
 
 
 def order(order_id, name="ann", total="10"):
@@ -28,79 +29,98 @@ def sequence(entities):
 
 
 @pytest.fixture
+def any_store(database_url):
+    store = open_store(database_url)
+    store.migrate()
+    yield store
+    store.close()
+
+
+@pytest.fixture
 def sqlite_store(tmp_path):
     store = SqliteStore(str(tmp_path / "sub" / "orders.sqlite3"))
     store.migrate()
     return store
 
 
-def test_migrate_is_idempotent_and_uses_wal(sqlite_store):
-    sqlite_store.migrate()
-    with sqlite3.connect(sqlite_store.path) as connection:
-        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+def test_migrate_is_idempotent(any_store, database_url):
+    any_store.migrate()
+    with plain_sql(database_url) as connection:
         assert connection.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
 
 
-def test_every_write_takes_the_next_sequence_value(sqlite_store):
-    sqlite_store.upsert_orders([order(1), order(2)])
-    sqlite_store.upsert_orders([order(1, "bob")])
-    sqlite_store.delete_order(2)
-    entities = changes(sqlite_store)
+def test_sqlite_uses_wal(sqlite_store):
+    with sqlite3.connect(sqlite_store.path) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_every_write_takes_the_next_sequence_value(any_store):
+    any_store.upsert_orders([order(1), order(2)])
+    any_store.upsert_orders([order(1, "bob")])
+    any_store.delete_order(2)
+    entities = changes(any_store)
     assert [(e["_id"], e["_updated"]) for e in entities] == [("1", 3), ("2", 4)]
     assert entities[0]["Username"] == "bob"
     assert entities[1] == {"_id": "2", "_updated": 4, "_deleted": True}
 
 
-def test_an_update_that_changes_nothing_records_nothing(sqlite_store):
-    sqlite_store.upsert_orders([order(1)])
-    assert sqlite_store.upsert_orders([order(1)]) == (0, 1)
-    assert sequence(changes(sqlite_store)) == [1]
+def test_an_update_that_changes_nothing_records_nothing(any_store):
+    any_store.upsert_orders([order(1)])
+    assert any_store.upsert_orders([order(1)]) == (0, 1)
+    assert sequence(changes(any_store)) == [1]
 
 
-def test_a_recreated_order_replaces_its_tombstone(sqlite_store):
-    sqlite_store.upsert_orders([order(1)])
-    assert sqlite_store.delete_order(1)
-    assert not sqlite_store.delete_order(1)
-    assert sqlite_store.upsert_orders([order(1, "again")]) == (1, 0)
-    assert [(e["_updated"], e.get("_deleted"), e.get("Username")) for e in changes(sqlite_store)] \
+def test_a_recreated_order_replaces_its_tombstone(any_store):
+    any_store.upsert_orders([order(1)])
+    assert any_store.delete_order(1)
+    assert not any_store.delete_order(1)
+    assert any_store.upsert_orders([order(1, "again")]) == (1, 0)
+    assert [(e["_updated"], e.get("_deleted"), e.get("Username")) for e in changes(any_store)] \
         == [(3, None, "again")]
 
 
-def test_sequence_values_are_never_reused(sqlite_store):
-    sqlite_store.upsert_orders([order(1), order(2)])
-    sqlite_store.upsert_orders([order(2, "x")])  # seq 3 replaces seq 2
-    sqlite_store.upsert_orders([order(3)])
-    assert sequence(changes(sqlite_store)) == [1, 3, 4]
+def test_sequence_values_are_never_reused(any_store):
+    any_store.upsert_orders([order(1), order(2)])
+    any_store.upsert_orders([order(2, "x")])  # seq 3 replaces seq 2
+    any_store.upsert_orders([order(3)])
+    assert sequence(changes(any_store)) == [1, 3, 4]
 
 
-def test_since_and_limit(sqlite_store):
-    sqlite_store.bulk_load(order(i) for i in range(1, 26))
-    assert sequence(changes(sqlite_store, since=21)) == [22, 23, 24, 25]
-    assert sequence(changes(sqlite_store, since=20, limit=3)) == [21, 22, 23]
-    assert changes(sqlite_store, since=25) == []
+def test_since_and_limit(any_store):
+    any_store.bulk_load(order(i) for i in range(1, 26))
+    assert sequence(changes(any_store, since=21)) == [22, 23, 24, 25]
+    assert sequence(changes(any_store, since=20, limit=3)) == [21, 22, 23]
+    assert changes(any_store, since=25) == []
 
 
-def test_exact_decimals_come_back_as_numbers_with_their_scale(sqlite_store):
-    sqlite_store.upsert_orders([order(1, total="12.10"), order(2, total="0.30")])
-    raw = sqlite_store.get_order(1)
+def test_exact_decimals_come_back_as_numbers_with_their_scale(any_store):
+    any_store.upsert_orders([order(1, total="12.10"), order(2, total="0.30")])
+    raw = any_store.get_order(1)
     assert '"TotalSum":12.10' in raw
-    assert json.loads(sqlite_store.get_order(2), parse_float=str)["TotalSum"] == "0.30"
+    assert json.loads(any_store.get_order(2), parse_float=str)["TotalSum"] == "0.30"
 
 
-def test_writes_with_plain_sql_are_tracked_like_service_writes(sqlite_store):
-    sqlite_store.upsert_orders([order(1), order(2)])
-    script = f"""
-import sqlite3
-c = sqlite3.connect({str(sqlite_store.path)!r}, isolation_level=None)
-c.execute("INSERT INTO orders VALUES (3, 'carl', 'Mac', 99.5)")
-c.execute("UPDATE orders SET username = 'anna' WHERE id = 1")
-c.execute("DELETE FROM orders WHERE id = 2")
-"""
-    subprocess.run([sys.executable, "-c", script], check=True)
-    entities = changes(sqlite_store, since=2)
+def test_writes_with_plain_sql_are_tracked_like_service_writes(any_store, database_url):
+    any_store.upsert_orders([order(1), order(2)])
+    with plain_sql(database_url) as connection:  # another program, with the database's own driver
+        connection.execute("INSERT INTO orders VALUES (3, 'carl', 'Mac', 99.5)")
+        connection.execute("UPDATE orders SET username = 'anna' WHERE id = 1")
+        connection.execute("DELETE FROM orders WHERE id = 2")
+    entities = changes(any_store, since=2)
     assert [(e["_id"], e["_updated"]) for e in entities] == [("3", 3), ("1", 4), ("2", 5)]
     assert entities[0]["TotalSum"] == 99.5 and entities[1]["Username"] == "anna"
     assert entities[2]["_deleted"] is True
+
+
+def test_writes_from_another_process_are_tracked(sqlite_store):
+    sqlite_store.upsert_orders([order(1)])
+    script = f"""
+import sqlite3
+c = sqlite3.connect({str(sqlite_store.path)!r}, isolation_level=None)
+c.execute("INSERT INTO orders VALUES (3, 'carl', 'Mac', '1')")
+"""
+    subprocess.run([sys.executable, "-c", script], check=True)
+    assert [e["_id"] for e in changes(sqlite_store, since=1)] == ["3"]
 
 
 @pytest.mark.skipif(shutil.which("sqlite3") is None, reason="the sqlite3 shell is not installed")
@@ -122,26 +142,29 @@ def test_writes_from_the_sqlite3_shell_are_tracked(sqlite_store):
     "INSERT INTO orders VALUES (1, 'a', 'b', '\"5\"')",
     "INSERT INTO orders VALUES (1, X'41', 'b', '5')",
 ])
-def test_the_database_refuses_rows_it_could_not_serve(sqlite_store, sql):
-    with sqlite3.connect(sqlite_store.path) as connection:
-        with pytest.raises(sqlite3.IntegrityError):
+def test_the_database_refuses_rows_it_could_not_serve(any_store, database_url, backend, sql):
+    if backend == "postgresql" and "X'41'" in sql:
+        sql = "INSERT INTO orders VALUES (1, 'a', 'b', 'NaN')"
+    with plain_sql(database_url) as connection:
+        with pytest.raises(Exception) as error:
             connection.execute(sql)
-    assert changes(sqlite_store) == []
+    assert "constraint" in str(error.value).lower() or "invalid input" in str(error.value).lower()
+    assert changes(any_store) == []
 
 
-def test_a_batch_is_all_or_nothing(sqlite_store):
-    sqlite_store.upsert_orders([order(1)])
+def test_a_batch_is_all_or_nothing(any_store):
+    any_store.upsert_orders([order(1)])
     with pytest.raises(StoreRejected):
-        sqlite_store.upsert_orders([order(2), Order(3, "~bad", "x", "1")])
-    assert sequence(changes(sqlite_store)) == [1] and sqlite_store.get_order(2) is None
+        any_store.upsert_orders([order(2), Order(3, "~bad", "x", "1")])
+    assert sequence(changes(any_store)) == [1] and any_store.get_order(2) is None
 
 
-def test_load_if_empty_loads_once(sqlite_store):
-    assert sqlite_store.load_if_empty([order(1), order(2)])
-    sqlite_store.delete_order(1)
-    sqlite_store.delete_order(2)
-    assert not sqlite_store.load_if_empty([order(1), order(2)])  # not resurrected
-    assert all(e.get("_deleted") for e in changes(sqlite_store))
+def test_load_if_empty_loads_once(any_store):
+    assert any_store.load_if_empty([order(1), order(2)])
+    any_store.delete_order(1)
+    any_store.delete_order(2)
+    assert not any_store.load_if_empty([order(1), order(2)])  # not resurrected
+    assert all(e.get("_deleted") for e in changes(any_store))
 
 
 def test_a_missing_schema_is_unavailable_not_a_crash(tmp_path):
@@ -162,7 +185,41 @@ def test_a_read_only_database_refuses_writes_clearly(sqlite_store, tmp_path):
     assert sequence(changes(sqlite_store)) == [1]
 
 
-def test_bulk_load_reports_count_and_tracks_everything(sqlite_store):
-    assert sqlite_store.bulk_load((order(i) for i in range(1, 2501)), batch_size=1000) == 2500
-    entities = changes(sqlite_store)
+def test_bulk_load_reports_count_and_tracks_everything(any_store):
+    assert any_store.bulk_load((order(i) for i in range(1, 2501)), batch_size=1000) == 2500
+    entities = changes(any_store)
     assert len(entities) == 2500 and sequence(entities) == list(range(1, 2501))
+
+
+@pytest.mark.skipif(shutil.which("psql") is None, reason="the psql client is not installed")
+def test_writes_from_psql_are_tracked(any_store, database_url, backend):
+    if backend != "postgresql":
+        pytest.skip("psql is PostgreSQL's shell")
+    any_store.upsert_orders([order(1)])
+    subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", database_url, "-c",
+                    "INSERT INTO orders VALUES (5, 'eve', 'Pixel', 7.25); UPDATE orders SET id = 6 WHERE id = 1;"],
+                   check=True)
+    entities = changes(any_store, since=1)
+    assert [(e["_id"], e["_updated"], e.get("_deleted", False)) for e in entities] == [
+        ("5", 2, False), ("1", 3, True), ("6", 4, False)]
+    assert entities[0]["TotalSum"] == 7.25
+
+
+def test_a_postgres_server_that_is_down_is_unavailable_not_a_crash():
+    from service.store.postgresql import PostgresStore
+    from tests.servers import free_port
+    store = PostgresStore(f"postgresql://nobody:nothing@127.0.0.1:{free_port()}/none")
+    try:
+        with pytest.raises(StoreUnavailable, match="cannot be reached"):
+            store.ping()
+        with pytest.raises(StoreUnavailable):
+            store.open_changes(0, None)
+    finally:
+        store.close()
+
+
+def test_a_new_scale_of_an_equal_sum_is_a_change(any_store):
+    any_store.upsert_orders([order(1, total="8000")])
+    any_store.upsert_orders([order(1, total="8000.0")])
+    assert sequence(changes(any_store)) == [2]
+    assert '"TotalSum":8000.0' in any_store.get_order(1)

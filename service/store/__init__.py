@@ -12,4 +12,7 @@ def open_store(database_url: str) -> Store:
     if database_url.startswith("sqlite:///"):
         from .sqlite import SqliteStore
         return SqliteStore(database_url.removeprefix("sqlite:///"))
+    if database_url.startswith(("postgresql://", "postgres://")):
+        from .postgresql import PostgresStore
+        return PostgresStore(database_url)
     raise ValueError(f"unsupported database URL scheme in {database_url.split(':', 1)[0]!r}")

@@ -1,0 +1,37 @@
+"""Administrative commands: python -m service migrate | load-samples"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .config import ConfigError, load_settings, redact_url
+from .samples import SAMPLE_ORDERS
+from .store import StoreError, open_store
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m service", description=__doc__)
+    parser.add_argument("command", choices=("migrate", "load-samples"),
+                        help="migrate: create or upgrade the schema and its change tracking; "
+                             "load-samples: load the sample orders into a store that never held any")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+        store = open_store(settings.database_url)
+        try:
+            store.migrate()
+            if args.command == "load-samples":
+                loaded = store.load_if_empty(SAMPLE_ORDERS)
+                print("loaded the sample orders" if loaded else "the store is not empty: nothing loaded")
+            else:
+                print(f"schema ready in {redact_url(settings.database_url)}")
+        finally:
+            store.close()
+    except (ConfigError, StoreError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""The PostgreSQL store: change tracking by trigger (schema_postgresql.sql), a connection
+pool, server-side cursors for flat-memory streams, and a statement timeout."""
+from __future__ import annotations
+
+import itertools
+import uuid
+from contextlib import contextmanager
+from importlib import resources
+from typing import Iterable, Iterator
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from .base import Order, StoreRejected, StoreUnavailable
+
+SCHEMA_VERSION = 1
+CHUNK_ROWS = 1000
+STATEMENT_TIMEOUT_MS = 30_000
+# A slow Sesam reader keeps the stream's transaction open between fetches; Sesam's own
+# read_timeout is 1800 s, so nothing legitimate stays idle longer than that.
+IDLE_IN_TRANSACTION_TIMEOUT_MS = 1_800_000
+POOL_TIMEOUT_S = 5.0
+MIGRATION_LOCK = 0x6F72646572  # "order": one migration at a time across instances
+
+ENTITY_SQL = """SELECT '{"_id":"' || order_id || '","_updated":' || seq || ',' || substr(body, 2)
+FROM changes WHERE seq > %s ORDER BY seq LIMIT %s"""
+
+UPSERT_SQL = """INSERT INTO orders (id, username, orders, total_sum) VALUES (%s, %s, %s, %s)
+ON CONFLICT (id) DO UPDATE SET username = excluded.username, orders = excluded.orders,
+total_sum = excluded.total_sum"""
+
+
+@contextmanager
+def _translated_errors() -> Iterator[None]:
+    try:
+        yield
+    except PoolTimeout as error:
+        raise StoreUnavailable("the database cannot be reached") from error
+    except psycopg.errors.IntegrityError as error:
+        raise StoreRejected("the database rejected the order (a constraint failed)") from error
+    except psycopg.errors.QueryCanceled as error:
+        raise StoreUnavailable("the database did not answer in time") from error
+    except psycopg.errors.UndefinedTable as error:
+        raise StoreUnavailable("the database has no schema; run the migration") from error
+    except psycopg.errors.ReadOnlySqlTransaction as error:
+        raise StoreUnavailable("the database is read-only") from error
+    except psycopg.Error as error:
+        raise StoreUnavailable("the database failed") from error
+
+
+class PostgresChangeStream:
+    """A named (server-side) cursor in a read-only transaction: one snapshot, flat memory."""
+
+    def __init__(self, pool: ConnectionPool, since: int, limit: int | None):
+        self._pool = pool
+        with _translated_errors():
+            self._connection = pool.getconn(timeout=POOL_TIMEOUT_S)
+        try:
+            with _translated_errors():
+                self._connection.read_only = True
+                self._cursor = self._connection.cursor(name=f"changes_{uuid.uuid4().hex}")
+                self._cursor.itersize = CHUNK_ROWS
+                self._cursor.execute(ENTITY_SQL, (since, limit))
+        except BaseException:
+            self._release()
+            raise
+
+    def chunks(self) -> Iterator[list[str]]:
+        while True:
+            with _translated_errors():
+                rows = self._cursor.fetchmany(CHUNK_ROWS)
+            if not rows:
+                return
+            yield [row[0] for row in rows]
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._release()
+
+    def _release(self) -> None:
+        connection, self._connection = self._connection, None
+        try:
+            connection.rollback()  # ends the read transaction and the cursor with it
+            connection.read_only = False
+        except psycopg.Error:
+            pass  # a broken connection: the pool checks and replaces it
+        self._pool.putconn(connection)
+
+
+class PostgresStore:
+    def __init__(self, url: str, max_connections: int = 8):
+        # Our timeouts go after any options the URL carries (e.g. a search_path).
+        options = " ".join(filter(None, [
+            conninfo_to_dict(url).get("options"),
+            f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+            f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT_MS}"]))
+        self.pool = ConnectionPool(
+            url, min_size=1, max_size=max_connections, open=False,
+            check=ConnectionPool.check_connection,
+            kwargs={"options": options, "connect_timeout": 5})
+        # Open without waiting: a database that is down at start gives 503s and an
+        # unhealthy /health until it is back, instead of a crash loop.
+        self.pool.open(wait=False)
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection]:
+        with _translated_errors():
+            with self.pool.connection(timeout=POOL_TIMEOUT_S) as connection:
+                yield connection  # commits on success, rolls back on error
+
+    def migrate(self) -> None:
+        schema = resources.files(__package__).joinpath("schema_postgresql.sql").read_text()
+        with self._connection() as connection:
+            connection.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            connection.execute(schema)
+            connection.execute("DELETE FROM schema_version")
+            connection.execute("INSERT INTO schema_version VALUES (%s)", (SCHEMA_VERSION,))
+
+    def load_if_empty(self, orders: Iterable[Order]) -> bool:
+        with self._connection() as connection:
+            connection.execute("LOCK TABLE orders IN EXCLUSIVE MODE")
+            if connection.execute("SELECT EXISTS (SELECT 1 FROM changes)").fetchone()[0]:
+                return False
+            with connection.cursor() as cursor:
+                cursor.executemany(UPSERT_SQL, [_row(order) for order in orders])
+            return True
+
+    def ping(self) -> None:
+        with self._connection() as connection:
+            connection.execute("SELECT count(*) FROM schema_version").fetchone()
+
+    def open_changes(self, since: int, limit: int | None) -> PostgresChangeStream:
+        return PostgresChangeStream(self.pool, since, limit)
+
+    def get_order(self, order_id: int) -> str | None:
+        with self._connection() as connection:
+            row = connection.execute(
+                "SELECT c.body FROM orders o JOIN changes c ON c.order_id = o.id WHERE o.id = %s",
+                (order_id,)).fetchone()
+        return row[0] if row else None
+
+    def upsert_orders(self, orders: list[Order]) -> tuple[int, int]:
+        with self._connection() as connection:
+            ids = [order.id for order in orders]
+            existing = connection.execute("SELECT count(*) FROM orders WHERE id = ANY(%s)", (ids,)).fetchone()[0]
+            with connection.cursor() as cursor:
+                cursor.executemany(UPSERT_SQL, [_row(order) for order in orders])
+        return len(orders) - existing, existing
+
+    def delete_order(self, order_id: int) -> bool:
+        with self._connection() as connection:
+            return connection.execute("DELETE FROM orders WHERE id = %s", (order_id,)).rowcount > 0
+
+    def bulk_load(self, orders: Iterable[Order], batch_size: int = 10_000) -> int:
+        written = 0
+        rows = map(_row, orders)
+        while batch := list(itertools.islice(rows, batch_size)):
+            with self._connection() as connection, connection.cursor() as cursor:
+                cursor.executemany(UPSERT_SQL, batch)
+            written += len(batch)
+        return written
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+def _row(order: Order) -> tuple[int, str, str, str]:
+    return order.id, order.username, order.orders, order.total_sum
