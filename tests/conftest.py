@@ -32,17 +32,17 @@ def database_url(backend, tmp_path):
 @pytest.fixture
 def make_app(database_url):
     """Build an app with settings from a dict of environment variables."""
-    apps = []
+    stores = []
 
     def make(**env: str):
         settings = load_settings({"DATABASE_URL": database_url, "LOG_LEVEL": "DEBUG", **env})
         app = create_app(settings)
         app.config["TESTING"] = True
-        apps.append(app)
+        stores.append(app.extensions["store"])  # the one it opened, even if a test swaps it
         return app
     yield make
-    for app in apps:
-        app.extensions["store"].close()
+    for store in stores:
+        store.close()
 
 
 @pytest.fixture

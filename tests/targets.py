@@ -38,7 +38,10 @@ def flask_target(client, username: str | None, password: str | None) -> Target:
     def transport(headers: dict) -> Transport:
         def get(path: str, params: dict) -> Reply:
             response = client.get(path, query_string=params or None, headers=headers)
-            return Reply(response.status_code, response.content_type, response.get_data())
+            try:
+                return Reply(response.status_code, response.content_type, response.get_data())
+            finally:
+                response.close()  # as a WSGI server would: releases the stream's connection
         return get
 
     good = basic_auth(username, password) if username else {}

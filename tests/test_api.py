@@ -13,7 +13,9 @@ ORDER = {"Username": "ann", "Orders": "Thinkpad", "TotalSum": 12.10}
 
 def pull(client, query="", **kwargs):
     response = client.get(f"/api/orders{query}", **kwargs)
-    return response, (json.loads(response.data) if response.status_code == 200 else None)
+    body = json.loads(response.data) if response.status_code == 200 else None
+    response.close()  # as a WSGI server would: releases the stream's connection
+    return response, body
 
 
 def put(client, order_id, body, **kwargs):

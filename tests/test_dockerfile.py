@@ -65,7 +65,7 @@ def test_every_env_setting_of_the_image_is_one_the_service_reads():
 def test_the_image_installs_exactly_the_pinned_requirements():
     lines = [line for line in (ROOT / "service/requirements.txt").read_text().splitlines()
              if line.strip() and not line.startswith("#")]
-    assert lines and all(re.fullmatch(r"[a-z0-9_.-]+==[0-9][0-9a-z.]*", line) for line in lines), lines
+    assert lines and all(re.fullmatch(r"[a-z0-9_.-]+(\[[a-z,]+\])?==[0-9][0-9a-z.]*", line) for line in lines), lines
     assert "-r /tmp/requirements.txt" in DOCKERFILE
 
 

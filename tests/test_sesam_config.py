@@ -172,7 +172,8 @@ def test_every_true_flag_is_backed_by_a_passing_contract_test():
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:]
     passed = int(re.search(r"(\d+) passed", result.stdout).group(1))
-    assert passed >= 2 * len(names) and "skipped" not in result.stdout  # app and gunicorn targets
+    assert passed >= 2 * len(names)  # app and gunicorn targets (x backends)
+    assert "skipped" not in result.stdout or not os.environ.get("TEST_POSTGRES_URL")
 
 
 def test_the_generated_test_data_has_not_drifted_from_the_code():

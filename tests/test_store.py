@@ -191,20 +191,6 @@ def test_bulk_load_reports_count_and_tracks_everything(any_store):
     assert len(entities) == 2500 and sequence(entities) == list(range(1, 2501))
 
 
-@pytest.mark.skipif(shutil.which("psql") is None, reason="the psql client is not installed")
-def test_writes_from_psql_are_tracked(any_store, database_url, backend):
-    if backend != "postgresql":
-        pytest.skip("psql is PostgreSQL's shell")
-    any_store.upsert_orders([order(1)])
-    subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", database_url, "-c",
-                    "INSERT INTO orders VALUES (5, 'eve', 'Pixel', 7.25); UPDATE orders SET id = 6 WHERE id = 1;"],
-                   check=True)
-    entities = changes(any_store, since=1)
-    assert [(e["_id"], e["_updated"], e.get("_deleted", False)) for e in entities] == [
-        ("5", 2, False), ("1", 3, True), ("6", 4, False)]
-    assert entities[0]["TotalSum"] == 7.25
-
-
 def test_a_postgres_server_that_is_down_is_unavailable_not_a_crash():
     from service.store.postgresql import PostgresStore
     from tests.servers import free_port

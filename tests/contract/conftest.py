@@ -1,7 +1,7 @@
 """Targets for the contract suite.
 
-By default the suite runs twice: against the in-process app and against a real gunicorn
-process on a free port, both with Basic auth configured. With --service-url it runs only
+By default the suite runs against the in-process app and against a real gunicorn process
+on a free port, each on SQLite and on PostgreSQL, all with Basic auth configured. With --service-url it runs only
 against that URL (a deployed container, or any other Sesam JSON source):
 
     pytest tests/contract --service-url http://host:5000/api/orders \\
@@ -15,6 +15,7 @@ import pytest
 
 from service.app import create_app
 from service.config import load_settings
+from tests.databases import BACKENDS, fresh_database
 from tests.servers import start_gunicorn
 from tests.targets import Target, flask_target, http_target
 
@@ -25,7 +26,8 @@ REMOTE_SEED_BASE = 9_000_000_000  # ids it writes on a --service-url target (--a
 
 def pytest_generate_tests(metafunc):
     if "target" in metafunc.fixturenames:
-        names = ["url"] if metafunc.config.getoption("service_url") else ["app", "gunicorn"]
+        names = ["url"] if metafunc.config.getoption("service_url") else \
+            [f"{kind}-{backend}" for kind in ("app", "gunicorn") for backend in BACKENDS]
         metafunc.parametrize("target", names, indirect=True, scope="session")
 
 
@@ -39,11 +41,15 @@ def target(request, tmp_path_factory) -> Target:
                              writable=config.getoption("allow_writes"))
         seed(target, [REMOTE_SEED_BASE + i for i in SEED_IDS])
         return target
+    kind, backend = request.param.split("-")
     folder = tmp_path_factory.mktemp(request.param)
-    database_url = f"sqlite:///{folder}/orders.sqlite3"
+    database = fresh_database(backend, folder)
+    database_url = database.__enter__()
+    request.addfinalizer(lambda: database.__exit__(None, None, None))
     env = {"AUTH_USERNAME": USER, "AUTH_PASSWORD": PASSWORD}
-    if request.param == "app":
+    if kind == "app":
         app = create_app(load_settings({"DATABASE_URL": database_url, **env}))
+        request.addfinalizer(app.extensions["store"].close)
         target = flask_target(app.test_client(), USER, PASSWORD)
     else:
         server = start_gunicorn(database_url, folder, **env)

@@ -1,0 +1,156 @@
+"""PostgreSQL only: no lost change under concurrency, several instances, a database that is down."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import threading
+import time
+
+import psycopg
+import pytest
+
+from service.app import create_app
+from service.config import load_settings
+from service.store import Order, open_store
+from tests.databases import fresh_database, live_orders
+from tests.servers import free_port, raw_get, start_gunicorn
+from tests.sesam_emulator import Pipe, PipeConfig, http_transport
+from tests.targets import http_target
+
+
+@pytest.fixture
+def pg_url(tmp_path):
+    with fresh_database("postgresql", tmp_path) as url:
+        yield url
+
+
+def dataset(pipe):
+    return {key: (e["Username"], e["Orders"], float(e["TotalSum"])) for key, e in pipe.state.live().items()}
+
+
+def test_writers_held_open_never_make_the_pipe_skip_a_change(pg_url, tmp_path):
+    """A transaction that took an early change and commits late must not be skipped by a
+    reader that already continued past later changes."""
+    server = start_gunicorn(pg_url, tmp_path, WEB_CONCURRENCY="2", THREADS="8")
+    api = http_target("gunicorn", f"{server.url}/api/orders", None, None, writable=True)
+    pipe = Pipe(http_transport(f"{server.url}/"), PipeConfig(page_size=2))
+    request_cleanup = None
+    try:
+        for order_id in range(1, 6):
+            assert api.write("PUT", f"/api/orders/{order_id}", order(order_id, "before")) == 201
+        pipe.run()
+        # Writer A opens a transaction, changes two orders and holds it open.
+        held = psycopg.connect(pg_url)
+        request_cleanup = held.close
+        held.execute("UPDATE orders SET username = 'held' WHERE id IN (1, 2)")
+        held.execute("INSERT INTO orders VALUES (100, 'held', 'x', 1)")
+        # Meanwhile other writers (through the API and plain SQL) try to change orders.
+        results = []
+        writers = [threading.Thread(target=lambda i=i: results.append(
+            api.write("PUT", f"/api/orders/{i}", order(i, "later")))) for i in (3, 4, 200)]
+
+        def sql_writer():
+            with psycopg.connect(pg_url, autocommit=True) as connection:
+                connection.execute("DELETE FROM orders WHERE id = 5")
+        writers.append(threading.Thread(target=sql_writer))
+        for writer in writers:
+            writer.start()
+        # The pipe keeps pulling incrementally, with paging, while A is still open.
+        runs = 0
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            pipe.run()
+            runs += 1
+        assert dataset(pipe)["1"][0] == "before"  # A's changes are not visible yet
+        held.commit()
+        held.close()
+        for writer in writers:
+            writer.join(30)
+        assert sorted(results) == [200, 200, 201]
+        pipe.run()
+    finally:
+        if request_cleanup:
+            request_cleanup()  # never leave a transaction open: the schema could not be dropped
+        server.stop()
+    assert runs >= 3
+    assert dataset(pipe) == live_orders(pg_url)
+    assert dataset(pipe)["1"][0] == "held" and "100" in pipe.state.live() and "5" not in pipe.state.live()
+
+
+def test_the_sequence_is_commit_ordered_even_when_transactions_interleave(pg_url, tmp_path):
+    app = create_app(load_settings({"DATABASE_URL": pg_url, "LOG_LEVEL": "ERROR"}))
+    app.extensions["store"].close()
+    first = psycopg.connect(pg_url)
+    try:
+        first.execute("INSERT INTO orders VALUES (1, 'a', 'x', 1)")  # draws its change now
+        second_done = threading.Event()
+
+        def second():
+            with psycopg.connect(pg_url, autocommit=True) as connection:
+                connection.execute("INSERT INTO orders VALUES (2, 'b', 'x', 1)")
+            second_done.set()
+
+        thread = threading.Thread(target=second)
+        thread.start()
+        time.sleep(0.5)
+        assert not second_done.is_set()  # the second writer queues behind the open one
+        with psycopg.connect(pg_url, autocommit=True) as reader:  # readers never queue
+            assert reader.execute("SELECT count(*) FROM changes").fetchone()[0] == 0
+        first.commit()
+        thread.join(10)
+    finally:
+        first.close()
+    with psycopg.connect(pg_url) as reader:
+        assert reader.execute("SELECT order_id FROM changes ORDER BY seq").fetchall() == [(1,), (2,)]
+
+
+def test_several_instances_on_one_database_serve_identical_results(pg_url, tmp_path):
+    servers = [start_gunicorn(pg_url, tmp_path, LOAD_SAMPLE_ORDERS="true") for _ in range(2)]
+    try:
+        api = http_target("gunicorn", f"{servers[0].url}/api/orders", None, None, writable=True)
+        for order_id in range(10, 40):
+            api.write("PUT", f"/api/orders/{order_id}", order(order_id, "x"))
+        api.write("DELETE", "/api/orders/11", None)
+        bodies = [raw_get(server.port, "/api/orders")[1] for server in servers]
+        pages = [raw_get(server.port, "/api/orders?since=5&limit=7")[1] for server in servers]
+    finally:
+        for server in servers:
+            server.stop()
+    assert bodies[0] == bodies[1] and pages[0] == pages[1]
+    assert len(json.loads(bodies[0])) == 33  # 3 samples, loaded once, and 30 more
+
+
+def test_a_database_that_is_down_gives_503_before_any_body_and_an_unhealthy_health(monkeypatch):
+    monkeypatch.setattr("service.store.postgresql.POOL_TIMEOUT_S", 1.0)
+    url = f"postgresql://nobody:nothing@127.0.0.1:{free_port()}/none"
+    app = create_app(load_settings({"DATABASE_URL": url, "LOG_LEVEL": "ERROR"}))  # starts anyway
+    client = app.test_client()
+    try:
+        for path in ("/health", "/api/orders", "/api/orders/1"):
+            response = client.get(path)
+            assert response.status_code == 503, path
+            assert response.get_json()["message"] == "the database cannot be reached"
+    finally:
+        app.extensions["store"].close()
+
+
+@pytest.mark.skipif(shutil.which("psql") is None, reason="the psql client is not installed")
+def test_writes_from_psql_are_tracked(pg_url):
+    any_store = open_store(pg_url)
+    any_store.migrate()
+    any_store.upsert_orders([Order(1, "ann", "Thinkpad", "10")])
+    subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", pg_url, "-c",
+                    "INSERT INTO orders VALUES (5, 'eve', 'Pixel', 7.25); UPDATE orders SET id = 6 WHERE id = 1;"],
+                   check=True)
+    stream = any_store.open_changes(1, None)
+    entities = [json.loads(text) for chunk in stream.chunks() for text in chunk]
+    stream.close()
+    any_store.close()
+    assert [(e["_id"], e["_updated"], e.get("_deleted", False)) for e in entities] == [
+        ("5", 2, False), ("1", 3, True), ("6", 4, False)]
+    assert entities[0]["TotalSum"] == 7.25
+
+
+def order(order_id: int, name: str) -> dict:
+    return {"id": order_id, "Username": name, "Orders": "Thinkpad", "TotalSum": 10}
