@@ -17,7 +17,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test test-contract test-image pull build push image-name check-engine check-clean sesam-env sesam-config clean
+.PHONY: help venv run test test-contract test-image pull build push image-name check-engine check-clean sesam-env sesam-config bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -72,6 +72,14 @@ push: check-clean check-engine test ## Test, build and push $(IMAGE):$(TAG) (a d
 
 test-image: $(STAMP) check-engine ## Build the image and test it for real (needs a Docker engine; REGISTRY for the push)
 	$(BIN)/pytest tests/image $(PYTEST_ARGS)
+
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP) tests/bench/requirements.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check -r tests/bench/requirements.txt
+	touch $@
+
+bench: $(BENCH_STAMP) ## Benchmark service vs peer vs nginx (BENCH_ARGS="--orders 1000000", "--quick")
+	$(BIN)/python -m tests.bench $(BENCH_ARGS)
 
 clean: ## Remove the virtual environment, caches and local data
 	rm -rf $(VENV) .pytest_cache .hypothesis data .emulator-state.json

@@ -8,7 +8,7 @@ from werkzeug.exceptions import NotFound, UnsupportedMediaType
 
 from .orders import InvalidOrder, parse_id, parse_json, parse_order, parse_orders
 from .params import parse_pull_params
-from .serialize import first_and_rest, json_array
+from .serialize import json_array, prefetched
 from .store import Store
 
 bp = Blueprint("api", __name__)
@@ -37,14 +37,14 @@ def pull_orders() -> Response:
     params = parse_pull_params({name: request.args.getlist(name) for name in request.args})
     stream = store().open_changes(params.since, params.limit)
     try:
-        first, rest = first_and_rest(stream.chunks())
+        chunks = prefetched(stream.chunks())
     except BaseException:
         stream.close()
         raise
     stats = PullStats()
 
     def body():
-        yield from json_array(first, rest, stats.add)
+        yield from json_array(chunks, stats.add)
         stats.complete = True
 
     response = Response(body(), mimetype=JSON)

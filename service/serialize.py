@@ -5,28 +5,31 @@ import itertools
 import json
 from typing import Callable, Iterable, Iterator
 
+# A run of entities: their JSON texts joined by commas, and how many there are.
+Chunk = tuple[str, int]
 
-def json_array(first: list[str], rest: Iterable[list[str]],
+
+def json_array(chunks: Iterable[Chunk],
                on_entities: Callable[[int], None] = lambda count: None) -> Iterator[bytes]:
-    """Frame chunks of entity JSON texts as one JSON array, one piece per chunk.
+    """Frame chunks of comma-separated entity JSON texts as one JSON array.
 
-    The closing `]` is yielded only after `rest` is exhausted. If `rest` raises, the
+    The closing `]` is yielded only after `chunks` is exhausted. If `chunks` raises, the
     exception propagates and the array is left open: the server then aborts the
     response, so a client can never take a truncated stream for a complete one.
     """
     opened = False
-    for chunk in itertools.chain([first], rest):
-        if chunk:
-            yield (("," if opened else "[") + ",".join(chunk)).encode()
+    for text, count in chunks:
+        if count:
+            yield (("," if opened else "[") + text).encode()
             opened = True
-            on_entities(len(chunk))
+            on_entities(count)
     yield b"]" if opened else b"[]"
 
 
-def first_and_rest(chunks: Iterator[list[str]]) -> tuple[list[str], Iterator[list[str]]]:
-    """Pull the first chunk now (so a failure can still be a proper error response)."""
-    first = next(chunks, [])
-    return first, chunks
+def prefetched(chunks: Iterator[Chunk]) -> Iterator[Chunk]:
+    """Read the first chunk now, so a failure can still be a proper error response."""
+    first = next(chunks, None)
+    return chunks if first is None else itertools.chain([first], chunks)
 
 
 def error_body(status: int, error: str, message: str, request_id: str | None) -> bytes:

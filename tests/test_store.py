@@ -19,7 +19,7 @@ def order(order_id, name="ann", total="10"):
 def changes(store, since=0, limit=None):
     stream = store.open_changes(since, limit)
     try:
-        return [json.loads(text) for chunk in stream.chunks() for text in chunk]
+        return [entity for text, _ in stream.chunks() for entity in json.loads(f"[{text}]")]
     finally:
         stream.close()
 

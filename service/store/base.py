@@ -33,8 +33,9 @@ class StoreRejected(StoreError):
 class ChangeStream(Protocol):
     """An open read of the change log, in ascending `_updated` order."""
 
-    def chunks(self) -> Iterator[list[str]]:
-        """Yield lists of entity JSON texts; raise StoreError if the read breaks."""
+    def chunks(self) -> Iterator[tuple[str, int]]:
+        """Yield (entity JSON texts joined by commas, how many); raise StoreError if the
+        read breaks. Entities come in ascending `_updated` order; no chunk is empty."""
 
     def close(self) -> None:
         """Release the cursor and connection; safe to call more than once."""
@@ -54,7 +55,7 @@ class Store(Protocol):
         """Open a read of the changes after `since` (exclusive), at most `limit` of them."""
 
     def get_order(self, order_id: int) -> str | None:
-        """Return the live order as JSON text, or None."""
+        """Return the live order as JSON text (the entity without `_id`/`_updated`), or None."""
 
     def upsert_orders(self, orders: list[Order]) -> tuple[int, int]:
         """Create or replace all orders in one transaction; return (created, updated)."""

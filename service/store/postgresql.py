@@ -15,7 +15,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from .base import Order, StoreRejected, StoreUnavailable
 
 SCHEMA_VERSION = 1
-CHUNK_ROWS = 1000
+CHUNK_ROWS = 2000
 STATEMENT_TIMEOUT_MS = 30_000
 # A slow Sesam reader keeps the stream's transaction open between fetches; Sesam's own
 # read_timeout is 1800 s, so nothing legitimate stays idle longer than that.
@@ -23,8 +23,7 @@ IDLE_IN_TRANSACTION_TIMEOUT_MS = 1_800_000
 POOL_TIMEOUT_S = 5.0
 MIGRATION_LOCK = 0x6F72646572  # "order": one migration at a time across instances
 
-ENTITY_SQL = """SELECT '{"_id":"' || order_id || '","_updated":' || seq || ',' || substr(body, 2)
-FROM changes WHERE seq > %s ORDER BY seq LIMIT %s"""
+ENTITY_SQL = "SELECT entity FROM changes WHERE seq > %s ORDER BY seq LIMIT %s"
 
 UPSERT_SQL = """INSERT INTO orders (id, username, orders, total_sum) VALUES (%s, %s, %s, %s)
 ON CONFLICT (id) DO UPDATE SET username = excluded.username, orders = excluded.orders,
@@ -66,13 +65,13 @@ class PostgresChangeStream:
             self._release()
             raise
 
-    def chunks(self) -> Iterator[list[str]]:
+    def chunks(self) -> Iterator[tuple[str, int]]:
         while True:
             with _translated_errors():
                 rows = self._cursor.fetchmany(CHUNK_ROWS)
             if not rows:
                 return
-            yield [row[0] for row in rows]
+            yield ",".join(row[0] for row in rows), len(rows)
 
     def close(self) -> None:
         if self._connection is not None:
@@ -135,9 +134,8 @@ class PostgresStore:
 
     def get_order(self, order_id: int) -> str | None:
         with self._connection() as connection:
-            row = connection.execute(
-                "SELECT c.body FROM orders o JOIN changes c ON c.order_id = o.id WHERE o.id = %s",
-                (order_id,)).fetchone()
+            row = connection.execute("SELECT order_document(o) FROM orders o WHERE o.id = %s",
+                                     (order_id,)).fetchone()
         return row[0] if row else None
 
     def upsert_orders(self, orders: list[Order]) -> tuple[int, int]:

@@ -25,22 +25,38 @@ CREATE TABLE IF NOT EXISTS orders (
 
 CREATE SEQUENCE IF NOT EXISTS change_seq;
 
+-- `entity` is the complete entity JSON, `_id` and `_updated` included, made once at write
+-- time, so a full sync streams ready-made text.
 CREATE TABLE IF NOT EXISTS changes (
     seq      bigint PRIMARY KEY,
     order_id bigint NOT NULL UNIQUE,
-    body     text NOT NULL
+    entity   text NOT NULL
 );
 
 CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL);
 
-CREATE OR REPLACE FUNCTION orders_record_change(order_id bigint, body text) RETURNS void
+-- An order as the order API shows it: the entity without `_id` and `_updated`. The same
+-- bytes SQLite's json_object makes: compact, keys in this order.
+CREATE OR REPLACE FUNCTION order_document(o orders) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT '{"id":' || o.id || ',"Username":' || to_json(o.username)::text
+        || ',"Orders":' || to_json(o.orders)::text || ',"TotalSum":' || o.total_sum::text || '}'
+$$;
+
+-- Record a change: `document` is the order's JSON, or NULL for a tombstone.
+CREATE OR REPLACE FUNCTION orders_record_change(order_id bigint, document text) RETURNS void
 LANGUAGE plpgsql AS $$
+DECLARE
+    next_seq bigint;
 BEGIN
     -- The lock key is the change table's own oid: one queue per schema.
     PERFORM pg_advisory_xact_lock('changes'::regclass::oid::bigint);
-    INSERT INTO changes (seq, order_id, body) VALUES (nextval('change_seq'), order_id, body)
+    next_seq := nextval('change_seq');
+    INSERT INTO changes (seq, order_id, entity) VALUES (next_seq, order_id,
+        '{"_id":"' || order_id || '","_updated":' || next_seq || ','
+        || coalesce(substr(document, 2), '"_deleted":true}'))
     ON CONFLICT ON CONSTRAINT changes_order_id_key
-    DO UPDATE SET seq = excluded.seq, body = excluded.body;
+    DO UPDATE SET seq = excluded.seq, entity = excluded.entity;
 END $$;
 
 CREATE OR REPLACE FUNCTION orders_track() RETURNS trigger
@@ -54,13 +70,10 @@ BEGIN
     END IF;
     -- A delete, or a changed key (possible with plain SQL), leaves a tombstone.
     IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND OLD.id <> NEW.id) THEN
-        PERFORM orders_record_change(OLD.id, '{"_deleted":true}');
+        PERFORM orders_record_change(OLD.id, NULL);
     END IF;
     IF TG_OP <> 'DELETE' THEN
-        -- The same bytes SQLite's json_object makes: compact, keys in this order.
-        PERFORM orders_record_change(NEW.id,
-            '{"id":' || NEW.id || ',"Username":' || to_json(NEW.username)::text
-            || ',"Orders":' || to_json(NEW.orders)::text || ',"TotalSum":' || NEW.total_sum::text || '}');
+        PERFORM orders_record_change(NEW.id, order_document(NEW));
     END IF;
     RETURN NULL;
 END $$;

@@ -3,14 +3,14 @@
 -- like a write through the service.
 --
 -- `changes` holds one row per order id: the latest version of the order, or a tombstone.
--- Its `seq` is an AUTOINCREMENT rowid, so it is unique, strictly increasing and never
--- reused, and it is the `_updated` value served to Sesam. SQLite has one writer at a
--- time, and a writer holds the lock from its first write until it commits, so change
--- N+1 can never be visible while change N is still uncommitted: a reader that continues
--- from `since=N` cannot skip anything.
+-- Its `seq` comes from the one-row `change_counter`, which only ever grows, so it is
+-- unique, strictly increasing and never reused, and it is the `_updated` value served to
+-- Sesam. SQLite has one writer at a time, and a writer holds the lock from its first
+-- write until it commits, so change N+1 can never be visible while change N is still
+-- uncommitted: a reader that continues from `since=N` cannot skip anything.
 --
--- `body` is the entity's JSON without `_id` and `_updated`, made once at write time, so
--- a full sync streams ready-made text instead of serialising every row again.
+-- `entity` is the complete entity JSON, `_id` and `_updated` included, made once at
+-- write time, so a full sync streams ready-made text instead of serialising every row.
 
 CREATE TABLE IF NOT EXISTS orders (
     id        INTEGER PRIMARY KEY CHECK (typeof(id) = 'integer' AND id > 0),
@@ -24,19 +24,31 @@ CREATE TABLE IF NOT EXISTS orders (
 );
 
 CREATE TABLE IF NOT EXISTS changes (
-    seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq      INTEGER PRIMARY KEY,
     order_id INTEGER NOT NULL UNIQUE,
-    body     TEXT NOT NULL
+    entity   TEXT NOT NULL
 );
+
+CREATE TABLE IF NOT EXISTS change_counter (value INTEGER NOT NULL);
+INSERT INTO change_counter SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM change_counter);
 
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 
+-- An order as the order API shows it: the entity without `_id` and `_updated`.
+CREATE VIEW IF NOT EXISTS order_documents AS
+    SELECT id, json_object('id', id, 'Username', username, 'Orders', orders,
+                           'TotalSum', json(total_sum)) AS document
+    FROM orders;
+
 CREATE TRIGGER IF NOT EXISTS orders_track_insert AFTER INSERT ON orders
 BEGIN
+    UPDATE change_counter SET value = value + 1;
     DELETE FROM changes WHERE order_id = NEW.id;
-    INSERT INTO changes (order_id, body) VALUES (NEW.id, json_object(
-        'id', NEW.id, 'Username', NEW.username, 'Orders', NEW.orders,
-        'TotalSum', json(NEW.total_sum)));
+    INSERT INTO changes (seq, order_id, entity)
+        SELECT value, NEW.id, '{"_id":"' || NEW.id || '","_updated":' || value || ','
+            || substr(json_object('id', NEW.id, 'Username', NEW.username, 'Orders', NEW.orders,
+                                  'TotalSum', json(NEW.total_sum)), 2)
+        FROM change_counter;
 END;
 
 -- An update that changes nothing records nothing: Sesam would only receive noise.
@@ -45,17 +57,25 @@ WHEN OLD.id IS NOT NEW.id OR OLD.username IS NOT NEW.username
   OR OLD.orders IS NOT NEW.orders OR OLD.total_sum IS NOT NEW.total_sum
 BEGIN
     -- A changed key (possible with plain SQL) deletes the old order: leave a tombstone.
+    UPDATE change_counter SET value = value + 1 WHERE OLD.id <> NEW.id;
     DELETE FROM changes WHERE OLD.id <> NEW.id AND order_id = OLD.id;
-    INSERT INTO changes (order_id, body)
-        SELECT OLD.id, '{"_deleted":true}' WHERE OLD.id <> NEW.id;
+    INSERT INTO changes (seq, order_id, entity)
+        SELECT value, OLD.id, '{"_id":"' || OLD.id || '","_updated":' || value || ',"_deleted":true}'
+        FROM change_counter WHERE OLD.id <> NEW.id;
+    UPDATE change_counter SET value = value + 1;
     DELETE FROM changes WHERE order_id = NEW.id;
-    INSERT INTO changes (order_id, body) VALUES (NEW.id, json_object(
-        'id', NEW.id, 'Username', NEW.username, 'Orders', NEW.orders,
-        'TotalSum', json(NEW.total_sum)));
+    INSERT INTO changes (seq, order_id, entity)
+        SELECT value, NEW.id, '{"_id":"' || NEW.id || '","_updated":' || value || ','
+            || substr(json_object('id', NEW.id, 'Username', NEW.username, 'Orders', NEW.orders,
+                                  'TotalSum', json(NEW.total_sum)), 2)
+        FROM change_counter;
 END;
 
 CREATE TRIGGER IF NOT EXISTS orders_track_delete AFTER DELETE ON orders
 BEGIN
+    UPDATE change_counter SET value = value + 1;
     DELETE FROM changes WHERE order_id = OLD.id;
-    INSERT INTO changes (order_id, body) VALUES (OLD.id, '{"_deleted":true}');
+    INSERT INTO changes (seq, order_id, entity)
+        SELECT value, OLD.id, '{"_id":"' || OLD.id || '","_updated":' || value || ',"_deleted":true}'
+        FROM change_counter;
 END;

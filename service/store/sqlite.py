@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import queue
 import sqlite3
 from contextlib import contextmanager
 from importlib import resources
@@ -11,13 +12,16 @@ from typing import Iterable, Iterator
 from .base import Order, StoreRejected, StoreUnavailable
 
 SCHEMA_VERSION = 1
-CHUNK_ROWS = 1000
+CHUNK_ROWS = 2000
 BUSY_TIMEOUT_MS = 5000
+IDLE_CONNECTIONS = 8  # kept open per process: opening one costs more than a small pull
 
-# The entity text is put together by SQLite from the stored body: `_id` and `_updated`
-# are only known here (the seq is assigned after the body is made).
-ENTITY_SQL = """SELECT '{"_id":"' || order_id || '","_updated":' || seq || ',' || substr(body, 2)
-FROM changes WHERE seq > ? ORDER BY seq LIMIT ?"""
+# One chunk of the stream, joined by SQLite itself: the ready-made entities after `since`,
+# comma-separated, with the last seq (the next chunk's since) and the count. The
+# aggregate reads the subquery's rows in its ORDER BY order; the contract tests check
+# the order of every stream.
+CHUNK_SQL = """SELECT group_concat(entity, ','), max(seq), count(*) FROM (
+    SELECT entity, seq FROM changes WHERE seq > ? ORDER BY seq LIMIT ?)"""
 
 UPSERT_SQL = """INSERT INTO orders (id, username, orders, total_sum) VALUES (?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET username = excluded.username, orders = excluded.orders,
@@ -50,31 +54,72 @@ def _translated_errors() -> Iterator[None]:
 
 
 class SqliteChangeStream:
-    """One SELECT over the change log: a single read transaction, so a consistent snapshot."""
+    """Chunks of the change log, all read in one read transaction: a consistent snapshot."""
 
-    def __init__(self, connection: sqlite3.Connection, since: int, limit: int | None):
-        self._connection = connection
+    def __init__(self, store: "SqliteStore", connection: sqlite3.Connection, since: int,
+                 limit: int | None):
+        self._store, self._connection = store, connection
+        self._since, self._left = since, limit
         with _translated_errors():
-            self._cursor = connection.execute(ENTITY_SQL, (since, -1 if limit is None else limit))
+            connection.execute("BEGIN")  # deferred: the snapshot starts with the first read
+            self._first = self._read()
 
-    def chunks(self) -> Iterator[list[str]]:
-        while True:
+    def _read(self) -> tuple[str, int] | None:
+        size = CHUNK_ROWS if self._left is None else min(CHUNK_ROWS, self._left)
+        if size <= 0:
+            return None
+        text, last, count = self._connection.execute(CHUNK_SQL, (self._since, size)).fetchone()
+        if not count:
+            return None
+        self._since = last
+        if self._left is not None:
+            self._left -= count
+        return text, count
+
+    def chunks(self) -> Iterator[tuple[str, int]]:
+        chunk, self._first = self._first, None
+        while chunk is not None:
+            yield chunk
             with _translated_errors():
-                rows = self._cursor.fetchmany(CHUNK_ROWS)
-            if not rows:
-                return
-            yield [row[0] for row in rows]
+                chunk = self._read()
 
     def close(self) -> None:
         if self._connection is not None:
-            self._cursor.close()
-            self._connection.close()
+            self._store._release(self._connection)  # rolls the read transaction back
             self._connection = None
 
 
 class SqliteStore:
     def __init__(self, path: str):
         self.path = Path(path)
+        self._idle: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        """A connection from the idle ones (or a new one), given back afterwards."""
+        connection = self._acquire()
+        try:
+            yield connection
+        finally:
+            self._release(connection)
+
+    def _acquire(self) -> sqlite3.Connection:
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            return self._connect()
+
+    def _release(self, connection: sqlite3.Connection) -> None:
+        try:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+        except sqlite3.Error:
+            connection.close()
+            return
+        if self._idle.qsize() < IDLE_CONNECTIONS:
+            self._idle.put(connection)
+        else:
+            connection.close()
 
     def _connect(self) -> sqlite3.Connection:
         # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE for writes), and a
@@ -92,19 +137,15 @@ class SqliteStore:
     def _write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction: all or nothing. IMMEDIATE takes the write lock up front,
         so two writers queue on busy_timeout instead of failing on a lock upgrade."""
-        connection = self._connect()
-        try:
-            with _translated_errors():
-                connection.execute("BEGIN IMMEDIATE")
-                try:
-                    yield connection
-                    connection.execute("COMMIT")
-                except BaseException:
-                    if connection.in_transaction:
-                        connection.execute("ROLLBACK")
-                    raise
-        finally:
-            connection.close()
+        with self._connection() as connection, _translated_errors():
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield connection
+                connection.execute("COMMIT")
+            except BaseException:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                raise
 
     def migrate(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -128,30 +169,21 @@ class SqliteStore:
             return True
 
     def ping(self) -> None:
-        connection = self._connect()
-        try:
-            with _translated_errors():
-                connection.execute("SELECT count(*) FROM schema_version").fetchone()
-        finally:
-            connection.close()
+        with self._connection() as connection, _translated_errors():
+            connection.execute("SELECT count(*) FROM schema_version").fetchone()
 
     def open_changes(self, since: int, limit: int | None) -> SqliteChangeStream:
-        connection = self._connect()
+        connection = self._acquire()
         try:
-            return SqliteChangeStream(connection, since, limit)
+            return SqliteChangeStream(self, connection, since, limit)
         except BaseException:
-            connection.close()
+            self._release(connection)
             raise
 
     def get_order(self, order_id: int) -> str | None:
-        connection = self._connect()
-        try:
-            with _translated_errors():
-                row = connection.execute(
-                    "SELECT c.body FROM orders o JOIN changes c ON c.order_id = o.id WHERE o.id = ?",
-                    (order_id,)).fetchone()
-        finally:
-            connection.close()
+        with self._connection() as connection, _translated_errors():
+            row = connection.execute("SELECT document FROM order_documents WHERE id = ?",
+                                     (order_id,)).fetchone()
         return row[0] if row else None
 
     def upsert_orders(self, orders: list[Order]) -> tuple[int, int]:
@@ -177,7 +209,12 @@ class SqliteStore:
         return written
 
     def close(self) -> None:
-        """Nothing is held between calls: every operation opens its own connection."""
+        """Close the idle connections (streams still open close theirs when they end)."""
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                return
 
 
 def _row(order: Order) -> tuple[int, str, str, str]:

@@ -1,0 +1,409 @@
+"""`make bench`: the service against the baseline peer and the limit (nginx), in one run.
+
+    python -m tests.bench [--orders 1000000] [--sizes 10000,100000,1000000] [--quick]
+
+For each size: generate seeded orders, load them through the store's bulk path (the load
+rate is reported), start the real service under gunicorn with its production config, the
+peer (tests/bench/peer.py) and nginx serving a static file holding exactly the service's
+full-sync bytes; then measure full sync (wall time, entities/s, MB/s, time to first byte,
+peak RSS and PSS over all processes), an incremental pull of the last 1,000 changes, and
+small pulls of 10 entities under concurrent load (wrk). Every timed body is checked.
+Prints one table, writes JSON, a Markdown table and a PNG chart to --out.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import http.client
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from service.store import open_store
+from tests.bench.data import orders
+from tests.databases import fresh_database
+from tests.servers import ROOT, free_port, start_gunicorn
+
+
+@dataclass
+class Target:
+    name: str
+    port: int
+    root_pid: int
+    full_path: str
+    small_path: str
+    incremental_path: str
+    process: subprocess.Popen | None = None
+    stop_fn: object = None
+    results: dict = field(default_factory=dict)
+
+
+# ---- measuring ------------------------------------------------------------------------
+
+def process_tree(root: int) -> list[int]:
+    """The root and every descendant, from /proc."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            parents.setdefault(ppid, []).append(int(entry))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(parents.get(pid, []))
+    return tree
+
+
+def memory_kb(pids: list[int]) -> tuple[int, int]:
+    """Summed RSS and PSS (kB) of the processes, from smaps_rollup."""
+    rss = pss = 0
+    for pid in pids:
+        try:
+            text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        rss += int(re.search(r"^Rss:\s+(\d+)", text, re.MULTILINE).group(1))
+        pss += int(re.search(r"^Pss:\s+(\d+)", text, re.MULTILINE).group(1))
+    return rss, pss
+
+
+class MemorySampler(threading.Thread):
+    def __init__(self, root: int):
+        super().__init__(daemon=True)
+        self.root, self.peak_rss, self.peak_pss = root, 0, 0
+        self.done = threading.Event()
+
+    def run(self):
+        pids = process_tree(self.root)
+        while True:  # at least one sample, however short the request
+            rss, pss = memory_kb(pids)
+            self.peak_rss, self.peak_pss = max(self.peak_rss, rss), max(self.peak_pss, pss)
+            if self.done.wait(0.01):
+                return
+
+    def stop(self) -> tuple[float, float]:
+        self.done.set()
+        self.join()
+        return self.peak_rss / 1024, self.peak_pss / 1024
+
+
+def full_sync(port: int, path: str) -> tuple[float, float, bytes]:
+    """One full read: (seconds, seconds to the first body byte, body)."""
+    started = time.perf_counter()
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    connection.request("GET", path)
+    response = connection.getresponse()
+    first = response.read(1)
+    first_byte = time.perf_counter() - started
+    pieces = [first]
+    while piece := response.read(1 << 20):
+        pieces.append(piece)
+    seconds = time.perf_counter() - started
+    connection.close()
+    if response.status != 200:
+        raise RuntimeError(f"HTTP {response.status} from {path}")
+    return seconds, first_byte, b"".join(pieces)
+
+
+def repeated_gets(port: int, path: str, count: int, expect: int) -> list[float]:
+    """`count` GETs on one keep-alive connection; each body must hold `expect` entities."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    times = []
+    for _ in range(count):
+        started = time.perf_counter()
+        connection.request("GET", path)
+        response = connection.getresponse()
+        body = response.read()
+        times.append(time.perf_counter() - started)
+        if response.status != 200 or len(json.loads(body)) != expect:
+            raise RuntimeError(f"wrong answer from {path}")
+    connection.close()
+    return times
+
+
+def run_wrk(port: int, path: str, seconds: int, connections: int) -> dict:
+    if not shutil.which("wrk"):
+        return {"skipped": "wrk is not installed (apt-get install wrk)"}
+    output = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency",
+                             f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True,
+                            timeout=seconds + 60).stdout
+    def latency(label):
+        match = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)", output, re.MULTILINE)
+        value, unit = float(match.group(1)), match.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    socket_errors = re.search(r"Socket errors: (.*)", output)
+    return {"requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+            "p50_ms": latency(50), "p99_ms": latency(99),
+            "errors": int(errors.group(1)) if errors else 0,
+            "socket_errors": socket_errors.group(1) if socket_errors else None}
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+
+
+# ---- the three targets -----------------------------------------------------------------
+
+def start_peer(count: int, seed: int, log: Path) -> Target:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "tests.bench.peer", str(port), str(count), str(seed)],
+                               cwd=ROOT, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+    wait_for(port, "/health", process, timeout=600)
+    return Target("peer", port, process.pid, "/api/orders", f"/api/orders?since={count // 2}&limit=10",
+                  f"/api/orders?since={count - 1000}", process=process)
+
+
+def start_nginx(folder: Path, full_body: bytes, small_body: bytes) -> Target | None:
+    if not shutil.which("nginx"):
+        return None
+    (folder / "www").mkdir(parents=True)
+    (folder / "www" / "full.json").write_bytes(full_body)
+    (folder / "www" / "small.json").write_bytes(small_body)
+    os.chmod(folder, 0o755)
+    port = free_port()
+    (folder / "nginx.conf").write_text(f"""
+worker_processes 2;
+daemon off;
+pid {folder}/nginx.pid;
+error_log {folder}/nginx-error.log;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 100000;
+  default_type application/json;
+  client_body_temp_path {folder}/tmp; proxy_temp_path {folder}/tmp; fastcgi_temp_path {folder}/tmp;
+  uwsgi_temp_path {folder}/tmp; scgi_temp_path {folder}/tmp;
+  server {{
+    listen 127.0.0.1:{port};
+    root {folder}/www;
+    location = /health {{ return 200 '{{"status":"ok"}}'; }}
+  }}
+}}
+""")
+    (folder / "tmp").mkdir()
+    process = subprocess.Popen(["nginx", "-c", str(folder / "nginx.conf"), "-p", str(folder)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    wait_for(port, "/health", process)
+    return Target("limit", port, process.pid, "/full.json", "/small.json", "", process=process)
+
+
+def wait_for(port: int, path: str, process: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args} exited with {process.returncode}")
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            connection.request("GET", path)
+            if connection.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing answered on port {port}")
+
+
+def stop(target: Target) -> None:
+    if target.stop_fn:
+        target.stop_fn()
+    elif target.process and target.process.poll() is None:
+        target.process.send_signal(signal.SIGTERM)
+        target.process.wait(30)
+
+
+# ---- one size --------------------------------------------------------------------------
+
+def measure_full(target: Target, repeats: int, count: int, reference: bytes | None) -> bytes:
+    walls, first_bytes, peaks_rss, peaks_pss, body = [], [], [], [], b""
+    for _ in range(repeats):
+        sampler = MemorySampler(target.root_pid)
+        sampler.start()
+        seconds, first_byte, body = full_sync(target.port, target.full_path)
+        rss, pss = sampler.stop()
+        entities = json.loads(body)
+        if len(entities) != count:
+            raise RuntimeError(f"{target.name}: {len(entities)} entities, expected {count}")
+        if reference is not None and body != reference:
+            raise RuntimeError(f"{target.name}: full-sync bytes differ from the service's")
+        walls.append(seconds)
+        first_bytes.append(first_byte)
+        peaks_rss.append(rss)
+        peaks_pss.append(pss)
+    median = statistics.median(walls)
+    target.results["full_sync"] = {
+        "seconds_median": median, "seconds_min": min(walls), "seconds_max": max(walls),
+        "entities_per_s": count / median, "mb_per_s": len(body) / median / 2 ** 20,
+        "first_byte_ms_median": statistics.median(first_bytes) * 1000,
+        "peak_rss_mb": max(peaks_rss), "peak_pss_mb": max(peaks_pss), "bytes": len(body),
+        "sha256": hashlib.sha256(body).hexdigest()}
+    return body
+
+
+def bench_size(count: int, args, scratch: Path, backend: str) -> dict:
+    print(f"\n== {count:,} orders on {backend}", flush=True)
+    folder = scratch / f"{backend}-{count}"
+    folder.mkdir()
+    with fresh_database(backend, folder) as url:
+        store = open_store(url)
+        store.migrate()
+        started = time.perf_counter()
+        store.bulk_load(orders(count, args.seed))
+        load_seconds = time.perf_counter() - started
+        store.close()
+        print(f"   loaded through the store's bulk path in {load_seconds:.1f} s "
+              f"({count / load_seconds:,.0f} orders/s)", flush=True)
+        server = start_gunicorn(url, folder, LOG_LEVEL="INFO", WEB_CONCURRENCY="2", THREADS="4")
+        service = Target("service", server.port, server.process.pid, "/api/orders",
+                         f"/api/orders?since={count // 2}&limit=10",
+                         f"/api/orders?since={count - 1000}", process=server.process, stop_fn=server.stop)
+        targets = [service]
+        try:
+            reference = measure_full(service, args.repeats, count, None)
+            small = full_sync(service.port, service.small_path)[2]
+            peer = start_peer(count, args.seed, folder / "peer.log")
+            targets.append(peer)
+            measure_full(peer, args.repeats, count, None)
+            limit = start_nginx(folder / "nginx", reference, small)
+            if limit:
+                targets.append(limit)
+                measure_full(limit, args.repeats, count, reference)
+            for target in targets:
+                if target.incremental_path:
+                    times = repeated_gets(target.port, target.incremental_path, args.incremental_repeats,
+                                          min(1000, count))
+                    target.results["incremental_1000"] = {
+                        "ms_median": statistics.median(times) * 1000, "ms_p99": percentile(times, 0.99) * 1000}
+                target.results["small_pulls"] = run_wrk(target.port, target.small_path, args.wrk_seconds,
+                                                        args.wrk_connections)
+                print(f"   {target.name}: {json.dumps(target.results)}", flush=True)
+        finally:
+            for target in targets:
+                stop(target)
+    result = {"orders": count, "backend": backend, "load_seconds": load_seconds,
+              "load_orders_per_s": count / load_seconds,
+              "targets": {target.name: target.results for target in targets}}
+    if len(targets) < 3:
+        result["note"] = "nginx is not installed: the limit was skipped (apt-get install nginx-light)"
+    return result
+
+
+# ---- reporting -------------------------------------------------------------------------
+
+def table(results: list[dict]) -> str:
+    rows = ["| orders | backend | target | full sync s (median, min-max) | entities/s | MB/s | first byte ms "
+            "| peak RSS MB | peak PSS MB | incr. 1000 ms (median / p99) | small pulls req/s (p50 / p99 ms) "
+            "| vs limit | vs peer |",
+            "|" + "---|" * 13]
+    for result in results:
+        named = result["targets"]
+        for name, figures in named.items():
+            full = figures["full_sync"]
+            incremental = figures.get("incremental_1000")
+            small = figures.get("small_pulls", {})
+            vs = lambda other: (f"{full['entities_per_s'] / named[other]['full_sync']['entities_per_s']:.2f}x"
+                                if other in named and name == "service" else "")
+            rows.append(
+                f"| {result['orders']:,} | {result['backend']} | {name} | {full['seconds_median']:.3f} "
+                f"({full['seconds_min']:.3f}-{full['seconds_max']:.3f}) | {full['entities_per_s']:,.0f} "
+                f"| {full['mb_per_s']:.0f} | {full['first_byte_ms_median']:.1f} | {full['peak_rss_mb']:.0f} "
+                f"| {full['peak_pss_mb']:.0f} | "
+                + (f"{incremental['ms_median']:.2f} / {incremental['ms_p99']:.2f}" if incremental else "n/a")
+                + " | " + (f"{small['requests_per_s']:,.0f} ({small['p50_ms']:.2f} / {small['p99_ms']:.2f})"
+                           if "requests_per_s" in small else small.get("skipped", ""))
+                + f" | {vs('limit')} | {vs('peer')} |")
+    return "\n".join(rows)
+
+
+def chart(results: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name, style in (("service", "o-"), ("peer", "s--"), ("limit", "^:")):
+        points = [(r["orders"], r["targets"][name]["full_sync"]) for r in results
+                  if name in r["targets"] and r["backend"] == results[0]["backend"]]
+        if points:
+            left.plot([p[0] for p in points], [p[1]["entities_per_s"] for p in points], style, label=name)
+            right.plot([p[0] for p in points], [p[1]["peak_rss_mb"] for p in points], style, label=name)
+    for axes, title, unit in ((left, "Full-sync throughput", "entities/s"),
+                              (right, "Peak memory during a full sync", "RSS, MB (all processes)")):
+        axes.set_xscale("log")
+        axes.set_yscale("log")
+        axes.set_xlabel("orders")
+        axes.set_ylabel(unit)
+        axes.set_title(title)
+        axes.grid(True, which="both", alpha=0.3)
+        axes.legend()
+    right.axhline(128, color="red", linewidth=0.8)
+    right.text(results[0]["orders"], 135, "Sesam's default 128 MB", color="red", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    memory = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1)) / 2 ** 20
+    return f"{os.cpu_count()} cores ({cpu}), {memory:.0f} GiB, {platform.platform()}, Python {platform.python_version()}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--orders", type=int, default=1_000_000, help="the largest size (default %(default)s)")
+    parser.add_argument("--sizes", default=None, help="comma-separated sizes (default: 10000,100000,ORDERS)")
+    parser.add_argument("--backends", default="sqlite", help="sqlite and/or postgresql (TEST_POSTGRES_URL)")
+    parser.add_argument("--quick", action="store_true", help="small sizes and short runs (CI)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--incremental-repeats", type=int, default=200)
+    parser.add_argument("--wrk-seconds", type=int, default=10)
+    parser.add_argument("--wrk-connections", type=int, default=16)
+    parser.add_argument("--out", type=Path, default=ROOT / "tests" / "bench" / "results")
+    args = parser.parse_args(argv)
+    if args.quick:
+        sizes = [2_000, 10_000]
+        args.repeats, args.incremental_repeats, args.wrk_seconds = 2, 30, 2
+    else:
+        sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else \
+            sorted({10_000, 100_000, args.orders} & set(range(1, args.orders + 1)) | {args.orders})
+    results = []
+    with tempfile.TemporaryDirectory() as scratch:
+        os.chmod(scratch, 0o755)  # nginx's workers run as another user and must read the file
+        for backend in args.backends.split(","):
+            for count in sizes:
+                results.append(bench_size(count, args, Path(scratch), backend))
+    report = {"machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+              "command": "python -m tests.bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "results": results}
+    text = table(results)
+    print(f"\n{report['machine']}\n{report['when']}: {report['command']}\n\n{text}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = "quick" if args.quick else "latest"
+    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.out / f"{stem}.md").write_text(f"Machine: {report['machine']}  \nRun: {report['when']}, "
+                                         f"`{report['command']}`\n\n{text}\n")
+    chart(results, args.out / f"{stem}.png")
+    print(f"\nwrote {args.out}/{stem}.json, {stem}.md, {stem}.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
