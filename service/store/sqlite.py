@@ -13,6 +13,7 @@ from .base import Order, StoreRejected, StoreUnavailable
 
 SCHEMA_VERSION = 1
 CHUNK_ROWS = 2000
+FIRST_CHUNK_ROWS = 100  # read before the headers go out: small, for a quick first byte
 BUSY_TIMEOUT_MS = 5000
 IDLE_CONNECTIONS = 8  # kept open per process: opening one costs more than a small pull
 
@@ -62,10 +63,10 @@ class SqliteChangeStream:
         self._since, self._left = since, limit
         with _translated_errors():
             connection.execute("BEGIN")  # deferred: the snapshot starts with the first read
-            self._first = self._read()
+            self._first = self._read(FIRST_CHUNK_ROWS)
 
-    def _read(self) -> tuple[str, int] | None:
-        size = CHUNK_ROWS if self._left is None else min(CHUNK_ROWS, self._left)
+    def _read(self, rows: int = CHUNK_ROWS) -> tuple[str, int] | None:
+        size = rows if self._left is None else min(rows, self._left)
         if size <= 0:
             return None
         text, last, count = self._connection.execute(CHUNK_SQL, (self._since, size)).fetchone()
