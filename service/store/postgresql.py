@@ -58,8 +58,12 @@ class PostgresChangeStream:
         try:
             with _translated_errors():
                 self._connection.read_only = True
-                self._cursor = self._connection.cursor(name=f"changes_{uuid.uuid4().hex}")
-                self._cursor.itersize = CHUNK_ROWS
+                if limit is not None and limit <= CHUNK_ROWS:
+                    # A bounded page fits in memory anyway: one round trip, no cursor.
+                    self._cursor = self._connection.cursor()
+                else:
+                    self._cursor = self._connection.cursor(name=f"changes_{uuid.uuid4().hex}")
+                    self._cursor.itersize = CHUNK_ROWS
                 self._cursor.execute(ENTITY_SQL, (since, limit))
         except BaseException:
             self._release()
@@ -94,9 +98,10 @@ class PostgresStore:
             conninfo_to_dict(url).get("options"),
             f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
             f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT_MS}"]))
+        # No check on every checkout (a round trip per request): a connection that broke
+        # fails its query, the pool discards it, and the client gets a 503.
         self.pool = ConnectionPool(
             url, min_size=1, max_size=max_connections, open=False,
-            check=ConnectionPool.check_connection,
             kwargs={"options": options, "connect_timeout": 5})
         # Open without waiting: a database that is down at start gives 503s and an
         # unhealthy /health until it is back, instead of a crash loop.
