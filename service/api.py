@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from importlib import resources
 
 from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import NotFound, UnsupportedMediaType
@@ -14,6 +15,7 @@ from .store import Store
 bp = Blueprint("api", __name__)
 JSON = "application/json"
 _ID_PATH = re.compile(r"[1-9][0-9]{0,18}")
+OPENAPI = resources.files(__package__).joinpath("openapi.json").read_bytes()
 
 
 def store() -> Store:
@@ -81,6 +83,12 @@ def upsert_orders() -> Response:
     orders = parse_orders(_json_body())
     created, updated = store().upsert_orders(orders)
     return current_app.json.response({"created": created, "updated": updated})
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    """The OpenAPI document of every endpoint (service/openapi.json)."""
+    return Response(OPENAPI, mimetype=JSON)
 
 
 @bp.get("/health")

@@ -21,7 +21,7 @@ from .store import Store, StoreRejected, StoreUnavailable, open_store
 
 log = logging.getLogger("service")
 _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
-UNAUTHENTICATED = {"health"}
+UNAUTHENTICATED = {"health", "openapi"}
 
 
 def create_app(settings: Settings | None = None, store: Store | None = None) -> Flask:
@@ -128,6 +128,10 @@ def _error_response(error: Exception) -> Response:
         status, name, message = 500, "internal_error", "the service failed; see its log"
     response = Response(error_body(status, name, message, g.get("request_id")),
                         status=status, mimetype="application/json")
+    if isinstance(error, HTTPException):  # e.g. the Allow header of a 405
+        for header, value in error.get_headers():
+            if header.lower() != "content-type":
+                response.headers[header] = value
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Basic realm="orders", charset="UTF-8"'
     if status == 503:

@@ -132,6 +132,7 @@ def test_unknown_routes_and_methods_answer_json(client):
     assert client.get("/nope").get_json()["status"] == 404
     response = client.patch("/api/orders/1")
     assert response.status_code == 405 and response.get_json()["error"] == "method_not_allowed"
+    assert set(response.headers["Allow"].split(", ")) >= {"GET", "PUT", "DELETE"}
 
 
 def test_health(client):
