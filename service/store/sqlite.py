@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import queue
 import sqlite3
 from contextlib import contextmanager
@@ -15,6 +16,7 @@ SCHEMA_VERSION = 1
 CHUNK_ROWS = 2000
 FIRST_CHUNK_ROWS = 100  # read before the headers go out: small, for a quick first byte
 BUSY_TIMEOUT_MS = 5000
+MIN_FREE_BYTES = 1 << 20  # below this, /health says the disk is full
 IDLE_CONNECTIONS = 8  # kept open per process: opening one costs more than a small pull
 
 # One chunk of the stream, joined by SQLite itself: the ready-made entities after `since`,
@@ -170,8 +172,15 @@ class SqliteStore:
             return True
 
     def ping(self) -> None:
+        """Raise StoreUnavailable unless the database answers and can take writes."""
         with self._connection() as connection, _translated_errors():
             connection.execute("SELECT count(*) FROM schema_version").fetchone()
+        # Reads still work on a full or read-only disk, so look at the disk itself.
+        disk = os.statvfs(self.path.parent)
+        if disk.f_flag & os.ST_RDONLY:
+            raise StoreUnavailable("the database is read-only")
+        if disk.f_bavail * disk.f_frsize < MIN_FREE_BYTES:
+            raise StoreUnavailable("the disk holding the database is full")
 
     def open_changes(self, since: int, limit: int | None) -> SqliteChangeStream:
         connection = self._acquire()
