@@ -76,3 +76,70 @@ def test_a_full_disk_refuses_writes_clearly_changes_nothing_and_recovers(small_d
     assert json.loads(before)[0] in after
     print(f"disk full after {writes} batch writes; 1 fault injected, recovered without restart")
     app.extensions["store"].close()
+
+
+def kill_tree(root: int) -> None:
+    """SIGKILL a process and all its descendants at once, as a crash or the OOM killer would."""
+    from tests.bench.__main__ import process_tree
+    for pid in process_tree(root):
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+
+
+def test_kill_9_in_the_middle_of_bulk_writes_leaves_whole_batches_and_a_consistent_log(database_url, tmp_path):
+    import random
+    import threading
+    import time
+    import urllib.request
+
+    from tests.databases import live_orders, plain_sql
+    from tests.servers import start_gunicorn
+    from tests.sesam_emulator import Pipe, PipeConfig, http_transport
+
+    rng = random.Random(20261128)
+    rounds, size, pipe = 6, 4000, None
+    outcomes = []
+    for round_number in range(rounds):
+        server = start_gunicorn(database_url, tmp_path)
+        if pipe is None:  # a Sesam pipe that saw the state before any crash
+            pipe = Pipe(http_transport(f"{server.url}/"), PipeConfig(page_size=500))
+            pipe.run()
+        batch = [{"id": round_number * size + i + 1, "Username": f"round{round_number}", "Orders": "x",
+                  "TotalSum": i} for i in range(size)]
+        body = json.dumps(batch).encode()
+
+        def post():
+            request = urllib.request.Request(f"{server.url}/api/orders", data=body, method="POST",
+                                             headers={"Content-Type": "application/json"})
+            try:
+                urllib.request.urlopen(request, timeout=30).read()
+            except OSError:
+                pass
+
+        writer = threading.Thread(target=post)
+        writer.start()
+        time.sleep(rng.uniform(0.0, 0.25))
+        kill_tree(server.process.pid)
+        writer.join(30)
+        server.process.wait(10)
+        with plain_sql(database_url) as connection:
+            written = connection.execute("SELECT count(*) FROM orders WHERE username = ?",
+                                         (f"round{round_number}",)).fetchone()[0]
+        assert written in (0, size), f"round {round_number}: {written} of {size} orders: half a batch"
+        outcomes.append(written == size)
+    server = start_gunicorn(database_url, tmp_path)
+    try:
+        with plain_sql(database_url) as connection:
+            rows = connection.execute("SELECT seq, entity FROM changes ORDER BY seq").fetchall()
+        assert all(json.loads(entity)["_updated"] == seq for seq, entity in rows)
+        assert len({seq for seq, _ in rows}) == len(rows)
+        pipe = Pipe(http_transport(f"{server.url}/"), pipe.config, pipe.state)
+        pipe.run()  # continues from its offset taken before the crashes
+    finally:
+        server.stop()
+    assert {key: (e["Username"], e["Orders"], float(e["TotalSum"])) for key, e in pipe.state.live().items()} \
+        == live_orders(database_url)
+    print(f"kill -9 during bulk writes: {rounds} crashes, {sum(outcomes)} batches committed whole, "
+          f"{rounds - sum(outcomes)} rolled back whole; the pipe caught up exactly")
