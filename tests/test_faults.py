@@ -143,3 +143,77 @@ def test_kill_9_in_the_middle_of_bulk_writes_leaves_whole_batches_and_a_consiste
         == live_orders(database_url)
     print(f"kill -9 during bulk writes: {rounds} crashes, {sum(outcomes)} batches committed whole, "
           f"{rounds - sum(outcomes)} rolled back whole; the pipe caught up exactly")
+
+
+def open_files_and_threads(root: int) -> tuple[int, int]:
+    from tests.bench.__main__ import process_tree
+    files = threads = 0
+    for pid in process_tree(root):
+        try:
+            files += len(os.listdir(f"/proc/{pid}/fd"))
+            threads += len(os.listdir(f"/proc/{pid}/task"))
+        except FileNotFoundError:
+            pass
+    return files, threads
+
+
+def test_slow_and_vanishing_clients_neither_stall_others_nor_leak(database_url, tmp_path):
+    import socket
+    import threading
+    import time
+
+    from service.store import Order, open_store
+    from tests.servers import raw_get, start_gunicorn
+
+    store = open_store(database_url)
+    store.migrate()
+    store.bulk_load(Order(i, f"user{i}", "Thinkpad X1 Carbon", "1234.50") for i in range(1, 30_001))
+    store.close()
+    server = start_gunicorn(database_url, tmp_path, WEB_CONCURRENCY="2", THREADS="4")
+    try:
+        for _ in range(4):  # warm every thread's connections up
+            raw_get(server.port, "/api/orders")
+        baseline = open_files_and_threads(server.process.pid)
+        request = b"GET /api/orders HTTP/1.1\r\nHost: x\r\n\r\n"
+
+        stop_slow = threading.Event()
+
+        def slow_reader():
+            with socket.create_connection(("127.0.0.1", server.port)) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                sock.sendall(request)
+                while not stop_slow.is_set() and sock.recv(512):
+                    time.sleep(0.05)
+
+        slow = [threading.Thread(target=slow_reader) for _ in range(3)]
+        for thread in slow:
+            thread.start()
+        vanished, latencies, counts = 0, [], []
+        for _ in range(2):  # two rounds: a leak grows with the clients, a pool does not
+            for _ in range(40):  # clients that start a full sync and drop the connection
+                with socket.create_connection(("127.0.0.1", server.port)) as sock:
+                    sock.sendall(request)
+                    sock.recv(1024)
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                vanished += 1
+                started = time.perf_counter()
+                response, body = raw_get(server.port, "/api/orders?since=100&limit=10", timeout=10)
+                latencies.append(time.perf_counter() - started)
+                assert response.status == 200 and len(json.loads(body)) == 10
+            time.sleep(1.0)  # let the workers notice the dropped sockets
+            counts.append(open_files_and_threads(server.process.pid))
+        stop_slow.set()
+        for thread in slow:
+            thread.join(30)
+    finally:
+        server.stop()
+    worst = max(latencies)
+    (files_1, threads_1), (files_2, threads_2) = counts
+    print(f"slow/vanishing clients: 3 slow readers, {vanished} dropped mid-stream; other clients' "
+          f"worst latency {worst * 1000:.0f} ms; open files {baseline[0]} -> {files_1} -> {files_2}, "
+          f"threads {baseline[1]} -> {threads_1} -> {threads_2}")
+    assert worst < 2.0
+    # No thread leaked: at most the master, and per worker its main thread, its 4 request
+    # threads and (PostgreSQL) the connection pool's 3 workers and scheduler.
+    assert threads_2 <= 1 + 2 * (1 + 4 + (4 if database_url.startswith("postgresql") else 0))
+    assert files_2 <= files_1 + 4  # no connection or file handle leaked (a socket may linger)
