@@ -66,3 +66,27 @@ def on_starting(server):
         prepare_store(store, _settings)
     finally:
         store.close()
+
+
+def post_worker_init(worker):
+    """On SIGTERM, stop listening at once, then let gunicorn finish the running requests.
+
+    gunicorn's graceful stop only stops accepting: new connections still queue in the
+    listening socket's backlog and are reset when the worker exits. Shutting the shared
+    listening socket down makes the kernel refuse them straight away, so a client (or a
+    load balancer) learns immediately that it must go elsewhere."""
+    import signal
+    import socket
+
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def stop_listening(signum, frame):
+        for listener in worker.sockets:
+            try:
+                listener.shutdown(socket.SHUT_RD)
+            except OSError:
+                pass
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, stop_listening)
