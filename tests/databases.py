@@ -77,3 +77,16 @@ def live_orders(database_url: str) -> dict[str, tuple]:
     with plain_sql(database_url) as connection:
         rows = connection.execute("SELECT id, username, orders, total_sum FROM orders").fetchall()
     return {str(i): (u, o, float(t)) for i, u, o, t in rows}
+
+
+def load_orders(database_url: str, count: int) -> str:
+    """Migrate and bulk-load orders 1..count (through the store's own bulk path)."""
+    from service.store import Order, open_store
+    store = open_store(database_url)
+    try:
+        store.migrate()
+        store.bulk_load(Order(i, f"user{i}", "Thinkpad X1 Carbon", f"{i % 9000}.50")
+                        for i in range(1, count + 1))
+    finally:
+        store.close()
+    return database_url

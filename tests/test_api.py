@@ -1,11 +1,10 @@
 """The HTTP API through Flask's test client."""
 import base64
 import json
-import logging
 
 import pytest
 
-from service.store import StoreUnavailable
+from service.store import Order, StoreUnavailable
 from tests.servers import basic_auth
 
 ORDER = {"Username": "ann", "Orders": "Thinkpad", "TotalSum": 12.10}
@@ -39,8 +38,7 @@ def test_sample_orders_are_served_as_entities(make_app):
 
 
 def test_since_is_exclusive_and_limit_caps(client, store):
-    store.bulk_load(__import__("service.store", fromlist=["Order"]).Order(i, "u", "o", "1")
-                    for i in range(1, 26))
+    store.bulk_load(Order(i, "u", "o", "1") for i in range(1, 26))
     assert [e["_updated"] for e in pull(client, "?since=21")[1]] == [22, 23, 24, 25]
     assert [e["_updated"] for e in pull(client, "?since=20&limit=3")[1]] == [21, 22, 23]
     assert pull(client, "?since=25")[1] == []

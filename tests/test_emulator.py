@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from tests.sesam_emulator import Pipe, PipeConfig, PipeState, Reply, RunFailed, main
+from tests.sesam_emulator import Pipe, PipeConfig, PipeState, Reply, RunFailed
 
 
 class Source:

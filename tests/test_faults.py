@@ -162,13 +162,10 @@ def test_slow_and_vanishing_clients_neither_stall_others_nor_leak(database_url, 
     import threading
     import time
 
-    from service.store import Order, open_store
+    from tests.databases import load_orders
     from tests.servers import raw_get, start_gunicorn
 
-    store = open_store(database_url)
-    store.migrate()
-    store.bulk_load(Order(i, f"user{i}", "Thinkpad X1 Carbon", "1234.50") for i in range(1, 30_001))
-    store.close()
+    load_orders(database_url, 30_000)
     server = start_gunicorn(database_url, tmp_path, WEB_CONCURRENCY="2", THREADS="4")
     try:
         for _ in range(4):  # warm every thread's connections up

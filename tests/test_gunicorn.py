@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from service.store import Order, open_store
 from service.store.sqlite import CHUNK_ROWS
+from tests.databases import load_orders
 from tests.servers import raw_get, start_gunicorn
 
 ROWS = 3 * CHUNK_ROWS + 17
@@ -16,11 +16,7 @@ ROWS = 3 * CHUNK_ROWS + 17
 
 @pytest.fixture
 def loaded_url(database_url):
-    store = open_store(database_url)
-    store.migrate()
-    store.bulk_load(Order(i, f"user{i}", "Thinkpad", f"{i}.50") for i in range(1, ROWS + 1))
-    store.close()
-    return database_url
+    return load_orders(database_url, ROWS)
 
 
 def test_a_full_pull_over_http_is_streamed_and_complete(loaded_url, tmp_path):

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from service.store import Order, open_store
 from tests.bench.__main__ import MemorySampler
+from tests.databases import load_orders
 from tests.servers import raw_get, start_gunicorn
 from tests.targets import http_target
 
@@ -23,11 +23,7 @@ ORDERS = 50_000
 
 @pytest.fixture
 def loaded(database_url):
-    store = open_store(database_url)
-    store.migrate()
-    store.bulk_load(Order(i, f"user{i}", "Thinkpad X1 Carbon", f"{i % 9000}.50") for i in range(1, ORDERS + 1))
-    store.close()
-    return database_url
+    return load_orders(database_url, ORDERS)
 
 
 def test_incremental_pulls_under_load_while_writers_change_orders(loaded, tmp_path):

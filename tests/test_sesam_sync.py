@@ -15,8 +15,7 @@ from hypothesis import strategies as st
 
 from service.app import create_app
 from service.config import load_settings
-from service.store import Order, open_store
-from tests.databases import BACKENDS, fresh_database, live_orders, plain_sql
+from tests.databases import BACKENDS, fresh_database, live_orders, load_orders, plain_sql
 from tests.servers import start_gunicorn
 from tests.sesam_emulator import Pipe, PipeConfig, PipeState, RunFailed, http_transport, main
 from tests.targets import flask_target, http_target
@@ -134,10 +133,7 @@ def test_concurrent_writers_and_a_paging_pipe_lose_nothing(database_url, tmp_pat
 
 
 def test_a_fault_mid_stream_fails_the_run_and_keeps_the_state(database_url, tmp_path):
-    store = open_store(database_url)
-    store.migrate()
-    store.bulk_load(Order(i, "u", "o", "1") for i in range(1, 2501))
-    store.close()
+    load_orders(database_url, 2500)
     server = start_gunicorn(database_url, tmp_path, app="tests.faulty_wsgi:app", FAIL_AFTER_CHUNKS="1")
     try:
         pipe = Pipe(http_transport(f"{server.url}/"),
