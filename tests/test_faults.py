@@ -214,3 +214,39 @@ def test_slow_and_vanishing_clients_neither_stall_others_nor_leak(database_url, 
     # threads and (PostgreSQL) the connection pool's 3 workers and scheduler.
     assert threads_2 <= 1 + 2 * (1 + 4 + (4 if database_url.startswith("postgresql") else 0))
     assert files_2 <= files_1 + 4  # no connection or file handle leaked (a socket may linger)
+
+
+def test_a_read_only_database_refuses_writes_clearly_changes_nothing_and_recovers(tmp_path):
+    """The database file and its write-ahead log made immutable (chattr +i: read-only even
+    for root) while the service runs, then writable again."""
+    import shutil as shell_tools
+    if os.geteuid() != 0 or not shell_tools.which("chattr"):
+        pytest.skip("making a file read-only for root needs root and chattr")
+    app = create_app(load_settings({"DATABASE_URL": f"sqlite:///{tmp_path}/orders.sqlite3",
+                                    "LOG_LEVEL": "ERROR"}))
+    client = app.test_client()
+    assert client.put("/api/orders/1", json={**ORDER}).status_code == 201
+    before = client.get("/api/orders").get_data()
+    files = [str(tmp_path / "orders.sqlite3"), str(tmp_path / "orders.sqlite3-wal")]
+    # (never the -shm file: it is memory-mapped, and an immutable mapping crashes the reader)
+    locked = subprocess.run(["chattr", "+i", *files], capture_output=True, text=True)
+    if locked.returncode != 0:
+        pytest.skip(f"this filesystem has no immutable flag: {locked.stderr.strip()}")
+    try:
+        for attempt in (lambda: client.put("/api/orders/2", json={**ORDER}),
+                        lambda: client.post("/api/orders", json=[{"id": 3, **ORDER}]),
+                        lambda: client.delete("/api/orders/1")):
+            response = attempt()
+            assert response.status_code == 503
+            assert response.get_json()["message"] == "the database is read-only"
+        health = client.get("/health")
+        assert health.status_code == 503 and health.get_json()["message"] == "the database is read-only"
+        assert client.get("/api/orders").get_data() == before  # reads still work, nothing changed
+    finally:
+        subprocess.run(["chattr", "-i", *files], check=True)
+    assert client.get("/health").status_code == 200  # recovered, no restart
+    assert client.put("/api/orders/2", json={**ORDER}).status_code == 201
+    after = json.loads(client.get("/api/orders").get_data())
+    assert [entity["_id"] for entity in after] == ["1", "2"]
+    print("read-only database: 3 writes refused with 503, health 503, recovered without restart")
+    app.extensions["store"].close()

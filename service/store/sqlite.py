@@ -140,15 +140,20 @@ class SqliteStore:
     def _write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction: all or nothing. IMMEDIATE takes the write lock up front,
         so two writers queue on busy_timeout instead of failing on a lock upgrade."""
-        with self._connection() as connection, _translated_errors():
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                yield connection
-                connection.execute("COMMIT")
-            except BaseException:
-                if connection.in_transaction:
-                    connection.execute("ROLLBACK")
-                raise
+        try:
+            with self._connection() as connection, _translated_errors():
+                connection.execute("BEGIN IMMEDIATE")
+                try:
+                    yield connection
+                    connection.execute("COMMIT")
+                except BaseException:
+                    if connection.in_transaction:
+                        connection.execute("ROLLBACK")
+                    raise
+        except StoreUnavailable as error:
+            if self._read_only():  # SQLite only says "disk I/O error"; say why
+                raise StoreUnavailable("the database is read-only") from error
+            raise
 
     def migrate(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -177,10 +182,16 @@ class SqliteStore:
             connection.execute("SELECT count(*) FROM schema_version").fetchone()
         # Reads still work on a full or read-only disk, so look at the disk itself.
         disk = os.statvfs(self.path.parent)
-        if disk.f_flag & os.ST_RDONLY:
+        if disk.f_flag & os.ST_RDONLY or self._read_only():
             raise StoreUnavailable("the database is read-only")
         if disk.f_bavail * disk.f_frsize < MIN_FREE_BYTES:
             raise StoreUnavailable("the disk holding the database is full")
+
+    def _read_only(self) -> bool:
+        """Whether the database or its write-ahead log cannot be written (even by root:
+        access() honours the immutable flag)."""
+        files = [self.path, self.path.with_name(self.path.name + "-wal")]
+        return any(file.exists() and not os.access(file, os.W_OK) for file in files)
 
     def open_changes(self, since: int, limit: int | None) -> SqliteChangeStream:
         connection = self._acquire()
