@@ -5,8 +5,11 @@ ready-made entity JSON text and the errors below.
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Protocol
+from typing import Iterable, Iterator, Protocol, TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -68,3 +71,10 @@ class Store(Protocol):
 
     def close(self) -> None:
         """Release every connection the store holds."""
+
+
+def batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Split items into lists of at most `size`: one transaction each in a bulk load."""
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch

@@ -2,7 +2,6 @@
 pool, server-side cursors for flat-memory streams, and a statement timeout."""
 from __future__ import annotations
 
-import itertools
 import uuid
 from contextlib import contextmanager
 from importlib import resources
@@ -12,7 +11,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from .base import Order, StoreRejected, StoreUnavailable
+from .base import Order, StoreRejected, StoreUnavailable, batches
 
 SCHEMA_VERSION = 1
 CHUNK_ROWS = 2000
@@ -157,8 +156,7 @@ class PostgresStore:
 
     def bulk_load(self, orders: Iterable[Order], batch_size: int = 10_000) -> int:
         written = 0
-        rows = map(_row, orders)
-        while batch := list(itertools.islice(rows, batch_size)):
+        for batch in batches(map(_row, orders), batch_size):
             with self._connection() as connection, connection.cursor() as cursor:
                 cursor.executemany(UPSERT_SQL, batch)
             written += len(batch)

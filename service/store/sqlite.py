@@ -1,7 +1,6 @@
 """The embedded SQLite store: WAL mode, change tracking by triggers (schema_sqlite.sql)."""
 from __future__ import annotations
 
-import itertools
 import os
 import queue
 import sqlite3
@@ -10,7 +9,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from .base import Order, StoreRejected, StoreUnavailable
+from .base import Order, StoreRejected, StoreUnavailable, batches
 
 SCHEMA_VERSION = 1
 CHUNK_ROWS = 2000
@@ -222,8 +221,7 @@ class SqliteStore:
 
     def bulk_load(self, orders: Iterable[Order], batch_size: int = 10_000) -> int:
         written = 0
-        rows = map(_row, orders)
-        while batch := list(itertools.islice(rows, batch_size)):
+        for batch in batches(map(_row, orders), batch_size):
             with self._write() as connection:
                 connection.executemany(UPSERT_SQL, batch)
             written += len(batch)
