@@ -7,6 +7,7 @@ from importlib import resources
 from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import NotFound, UnsupportedMediaType
 
+from .access_log import PULL_STATS, PullStats
 from .orders import InvalidOrder, parse_id, parse_json, parse_order, parse_orders
 from .params import parse_pull_params
 from .serialize import json_array, prefetched
@@ -22,36 +23,31 @@ def store() -> Store:
     return current_app.extensions["store"]
 
 
-class PullStats:
-    """What a stream served, read by the request log once the response is closed."""
-
-    def __init__(self) -> None:
-        self.entities = 0
-        self.complete = False
-
-    def add(self, count: int) -> None:
-        self.entities += count
-
-
 @bp.get("/api/orders")
 def pull_orders() -> Response:
     """Sesam's JSON pull endpoint: changes after `since`, oldest first, at most `limit`."""
-    params = parse_pull_params({name: request.args.getlist(name) for name in request.args})
+    params = parse_pull_params(request.args.to_dict(flat=False))
+    stats = request.environ[PULL_STATS] = PullStats()
     stream = store().open_changes(params.since, params.limit)
     try:
         chunks = prefetched(stream.chunks())
+        if stream.exhausted:
+            # The whole answer is in memory already (a small or incremental pull): send
+            # it in one piece with a Content-Length, and give the connection back now.
+            stream.close()
+            body = b"".join(json_array(chunks, stats.add))
+            stats.complete = True
+            return Response(body, mimetype=JSON)
     except BaseException:
         stream.close()
         raise
-    stats = PullStats()
 
-    def body():
+    def streamed_body():
         yield from json_array(chunks, stats.add)
         stats.complete = True
 
-    response = Response(body(), mimetype=JSON)
+    response = Response(streamed_body(), mimetype=JSON)
     response.call_on_close(stream.close)
-    response.pull_stats = stats  # type: ignore[attr-defined]
     return response
 
 

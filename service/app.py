@@ -1,18 +1,16 @@
-"""The application factory: settings, store, auth, request ids, JSON errors and request logs."""
+"""The application factory: settings, store, auth, JSON errors; request ids and logs around it."""
 from __future__ import annotations
 
 import hmac
 import logging
-import re
-import time
-import uuid
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException, InternalServerError, Unauthorized
 
 from . import api
+from .access_log import REQUEST_ID, AccessLog
 from .config import Settings, load_settings, redact_url
-from .logs import request_id_var, setup_logging
+from .logs import setup_logging
 from .orders import InvalidOrder
 from .params import BadParameter
 from .samples import SAMPLE_ORDERS
@@ -20,8 +18,7 @@ from .serialize import error_body
 from .store import Store, StoreRejected, StoreUnavailable, open_store
 
 log = logging.getLogger("service")
-_SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
-UNAUTHENTICATED = {"health", "openapi"}
+UNAUTHENTICATED = {"api.health", "api.openapi"}
 
 
 def create_app(settings: Settings | None = None, store: Store | None = None) -> Flask:
@@ -40,10 +37,10 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app.extensions["store"] = store
     app.extensions["settings"] = settings
     app.register_blueprint(api.bp)
-    app.before_request(_start_request)
-    app.after_request(_finish_request)
-    app.teardown_request(_forget_request_id)
+    if settings.auth_enabled:
+        app.before_request(_require_basic_auth)
     app.register_error_handler(Exception, _error_response)
+    app.wsgi_app = AccessLog(app.wsgi_app)  # type: ignore[method-assign]
     log.info("service ready", extra={"database": redact_url(settings.database_url),
                                      "auth": settings.auth_enabled})
     return app
@@ -61,14 +58,10 @@ def prepare_store(store: Store, settings: Settings) -> None:
         log.error("could not prepare the store at start: %s", error, exc_info=error.__cause__)
 
 
-def _start_request() -> None:
-    incoming = request.headers.get("X-Request-Id", "")
-    g.request_id = incoming if _SAFE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
-    g.started = time.perf_counter()
-    g.request_id_token = request_id_var.set(g.request_id)
-    settings: Settings = current_app.extensions["settings"]
-    if settings.auth_enabled and request.endpoint not in {f"api.{name}" for name in UNAUTHENTICATED}:
-        _check_basic_auth(settings)
+def _require_basic_auth() -> None:
+    """Every endpoint but the health check and the API document needs the credentials."""
+    if request.endpoint not in UNAUTHENTICATED:
+        _check_basic_auth(current_app.extensions["settings"])
 
 
 def _check_basic_auth(settings: Settings) -> None:
@@ -80,36 +73,6 @@ def _check_basic_auth(settings: Settings) -> None:
     password_ok = hmac.compare_digest(given_password.encode(), settings.auth_password.encode())
     if not (auth and user_ok and password_ok):
         raise Unauthorized("valid HTTP Basic credentials are required")
-
-
-def _finish_request(response: Response) -> Response:
-    response.headers["X-Request-Id"] = g.request_id
-    started, request_id = g.started, g.request_id
-    method, path, status = request.method, request.path, response.status_code
-    stats = getattr(response, "pull_stats", None)
-
-    def log_request() -> None:
-        fields = {"method": method, "path": path, "status": status,
-                  "duration_ms": round((time.perf_counter() - started) * 1000, 2)}
-        level = logging.INFO
-        if stats is not None:
-            fields.update(entities=stats.entities, complete=stats.complete)
-            level = logging.INFO if stats.complete else logging.WARNING
-        token = request_id_var.set(request_id)
-        try:
-            log.log(level, "request" if level == logging.INFO else "request: stream aborted",
-                    extra=fields)
-        finally:
-            request_id_var.reset(token)
-
-    response.call_on_close(log_request)
-    return response
-
-
-def _forget_request_id(_error: BaseException | None) -> None:
-    token = g.pop("request_id_token", None)
-    if token is not None:
-        request_id_var.reset(token)
 
 
 def _error_response(error: Exception) -> Response:
@@ -126,7 +89,7 @@ def _error_response(error: Exception) -> Response:
     else:
         log.error("unhandled error", exc_info=error)
         status, name, message = 500, "internal_error", "the service failed; see its log"
-    response = Response(error_body(status, name, message, g.get("request_id")),
+    response = Response(error_body(status, name, message, request.environ.get(REQUEST_ID)),
                         status=status, mimetype="application/json")
     if isinstance(error, HTTPException):  # e.g. the Allow header of a 405
         for header, value in error.get_headers():

@@ -34,8 +34,10 @@ keepalive = 5
 graceful_timeout = _settings.graceful_timeout
 
 # Logs: JSON on stdout. The app writes the request lines itself (with the request id
-# and the number of entities served), so gunicorn's access log stays off.
+# and the number of entities served), so gunicorn's access log stays off: with a
+# logconfig, gunicorn would still build its access-log fields for every request.
 accesslog = None
+logger_class = "service.gunicorn_logger.AppLogsRequests"
 loglevel = _settings.log_level.lower()
 logconfig_dict = {
     "version": 1,

@@ -22,6 +22,10 @@ class FaultyStream:
                 raise StoreUnavailable("injected fault: the database went away mid-stream")
             yield chunk
 
+    @property
+    def exhausted(self):
+        return self._stream.exhausted
+
     def close(self):
         self._stream.close()
 

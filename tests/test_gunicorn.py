@@ -29,6 +29,8 @@ def test_a_full_pull_over_http_is_streamed_and_complete(loaded_url, tmp_path):
         assert [e["_updated"] for e in entities] == list(range(1, ROWS + 1))
         response, body = raw_get(server.port, f"/api/orders?since={ROWS - 5}&limit=2")
         assert [e["_updated"] for e in json.loads(body)] == [ROWS - 4, ROWS - 3]
+        # An answer read whole before the headers go out is sent in one piece.
+        assert response.getheader("Content-Length") == str(len(body))
         response, body = raw_get(server.port, "/api/orders?limit=abc")
         assert response.status == 400 and json.loads(body)["error"] == "bad_request"
     finally:

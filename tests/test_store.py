@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from service.store import Order, StoreRejected, StoreUnavailable, open_store
-from service.store.sqlite import SqliteStore
+from service.store.sqlite import CHUNK_ROWS, SqliteStore
 from tests.databases import plain_sql
 
 
@@ -91,6 +91,44 @@ def test_since_and_limit(any_store):
     assert sequence(changes(any_store, since=21)) == [22, 23, 24, 25]
     assert sequence(changes(any_store, since=20, limit=3)) == [21, 22, 23]
     assert changes(any_store, since=25) == []
+
+
+def test_a_stream_reads_one_snapshot_while_others_write(any_store):
+    """Orders changed, deleted and created after a stream opened are not in it: every
+    chunk comes from the snapshot of its first read, however many chunks there are."""
+    total = 2 * CHUNK_ROWS + 50
+    any_store.bulk_load(order(i) for i in range(1, total + 1))
+    stream = any_store.open_changes(0, None)
+    try:
+        chunks = stream.chunks()
+        first_text, first_count = next(chunks)
+        any_store.upsert_orders([order(total, name="changed"), order(total + 1)])
+        assert any_store.delete_order(total - 1)
+        texts = [first_text] + [text for text, _ in chunks]
+        assert stream.exhausted
+    finally:
+        stream.close()
+    entities = json.loads(f"[{','.join(texts)}]")
+    assert first_count < total and sequence(entities) == list(range(1, total + 1))
+    assert [e["Username"] for e in entities[-2:]] == ["ann", "ann"]
+    assert sequence(changes(any_store, since=total)) == [total + 1, total + 2, total + 3]
+
+
+@pytest.mark.parametrize("since, limit, exhausted", [
+    (0, 5, True),                    # the limit fits the first read
+    (0, None, False),                # more rows than the first read takes
+    (2 * CHUNK_ROWS, None, True),    # the tail is shorter than the first read
+    (3 * CHUNK_ROWS, None, True),    # nothing after since
+])
+def test_a_stream_knows_when_it_has_read_everything(any_store, since, limit, exhausted):
+    any_store.bulk_load(order(i) for i in range(1, 2 * CHUNK_ROWS + 11))
+    stream = any_store.open_changes(since, limit)
+    try:
+        assert stream.exhausted is exhausted
+        assert sum(count for _, count in stream.chunks()) == min(limit or 10**9, max(0, 2 * CHUNK_ROWS + 10 - since))
+        assert stream.exhausted
+    finally:
+        stream.close()
 
 
 def test_exact_decimals_come_back_as_numbers_with_their_scale(any_store):

@@ -34,11 +34,17 @@ class StoreRejected(StoreError):
 
 
 class ChangeStream(Protocol):
-    """An open read of the change log, in ascending `_updated` order."""
+    """An open read of the change log, in ascending `_updated` order. Opening it reads
+    the first chunk, so a database error is raised before any response is started."""
 
     def chunks(self) -> Iterator[tuple[str, int]]:
         """Yield (entity JSON texts joined by commas, how many); raise StoreError if the
         read breaks. Entities come in ascending `_updated` order; no chunk is empty."""
+
+    @property
+    def exhausted(self) -> bool:
+        """Whether every entity of the stream has been read from the database already,
+        so the rest of `chunks()` needs neither the database nor the connection."""
 
     def close(self) -> None:
         """Release the cursor and connection; safe to call more than once."""

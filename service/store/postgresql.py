@@ -1,27 +1,34 @@
 """The PostgreSQL store: change tracking by trigger (schema_postgresql.sql), a connection
-pool, server-side cursors for flat-memory streams, and a statement timeout."""
+pool, streams read by one streamed query (one snapshot), and statement timeouts."""
 from __future__ import annotations
 
-import uuid
+import itertools
 from contextlib import contextmanager
 from importlib import resources
 from typing import Iterable, Iterator
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import scalar_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .base import Order, StoreRejected, StoreUnavailable, batches
 
 SCHEMA_VERSION = 1
 CHUNK_ROWS = 2000
+FIRST_CHUNK_ROWS = 100  # read before the headers go out: small, for a quick first byte
+# Rows per network read of a stream (libpq's chunked mode, libpq 17 and later; the
+# psycopg[binary] wheel bundles it). Older libpq can only stream row by row: slower.
+STREAM_FETCH_ROWS = CHUNK_ROWS if psycopg.pq.version() >= 170000 else 1
 STATEMENT_TIMEOUT_MS = 30_000
-# A slow Sesam reader keeps the stream's transaction open between fetches; Sesam's own
-# read_timeout is 1800 s, so nothing legitimate stays idle longer than that.
-IDLE_IN_TRANSACTION_TIMEOUT_MS = 1_800_000
+# A slow Sesam reader keeps a stream's query running; Sesam's own read_timeout is
+# 1800 s, so no legitimate stream lasts longer, and nothing stays idle in a transaction
+# longer either.
+STREAM_TIMEOUT_MS = IDLE_IN_TRANSACTION_TIMEOUT_MS = 1_800_000
 POOL_TIMEOUT_S = 5.0
 MIGRATION_LOCK = 0x6F72646572  # "order": one migration at a time across instances
 
+# The ready-made entities after `since`, oldest first (LIMIT NULL is no limit).
 ENTITY_SQL = "SELECT entity FROM changes WHERE seq > %s ORDER BY seq LIMIT %s"
 
 UPSERT_SQL = """INSERT INTO orders (id, username, orders, total_sum) VALUES (%s, %s, %s, %s)
@@ -48,42 +55,60 @@ def _translated_errors() -> Iterator[None]:
 
 
 class PostgresChangeStream:
-    """A named (server-side) cursor in a read-only transaction: one snapshot, flat memory."""
+    """The change log after `since` as one query, streamed: one statement is one
+    snapshot, and PostgreSQL sends rows while the previous chunk goes to the client
+    (flow control on the socket keeps memory flat however slowly the client reads)."""
 
     def __init__(self, pool: ConnectionPool, since: int, limit: int | None):
         self._pool = pool
+        self._left = limit
+        self.exhausted = False
         with _translated_errors():
             self._connection = pool.getconn(timeout=POOL_TIMEOUT_S)
+        self._rows: Iterator[str] | None = None
         try:
             with _translated_errors():
                 self._connection.read_only = True
-                if limit is not None and limit <= CHUNK_ROWS:
-                    # A bounded page fits in memory anyway: one round trip, no cursor.
-                    self._cursor = self._connection.cursor()
-                else:
-                    self._cursor = self._connection.cursor(name=f"changes_{uuid.uuid4().hex}")
-                    self._cursor.itersize = CHUNK_ROWS
-                self._cursor.execute(ENTITY_SQL, (since, limit))
+                # The query runs as long as the client takes to read it: Sesam's own
+                # read timeout bounds a stream, not the 30 s meant for other statements.
+                self._connection.execute(f"SET LOCAL statement_timeout = {STREAM_TIMEOUT_MS}")
+                cursor = self._connection.cursor(row_factory=scalar_row)
+                self._rows = cursor.stream(ENTITY_SQL, (since, limit), size=STREAM_FETCH_ROWS)
+                self._first = self._read(FIRST_CHUNK_ROWS)
         except BaseException:
-            self._release()
+            self.close()
             raise
 
+    def _read(self, rows: int = CHUNK_ROWS) -> tuple[str, int] | None:
+        size = rows if self._left is None else min(rows, self._left)
+        entities = list(itertools.islice(self._rows, size))
+        count = len(entities)
+        if self._left is not None:
+            self._left -= count
+        if count < size:
+            self.exhausted = True  # the query has ended
+        elif self._left == 0:
+            self.exhausted = True  # the limit is reached: let the query end
+            next(self._rows, None)
+        return (",".join(entities), count) if count else None
+
     def chunks(self) -> Iterator[tuple[str, int]]:
-        while True:
-            with _translated_errors():
-                rows = self._cursor.fetchmany(CHUNK_ROWS)
-            if not rows:
+        chunk, self._first = self._first, None
+        while chunk is not None:
+            yield chunk
+            if self.exhausted:
                 return
-            yield ",".join(row[0] for row in rows), len(rows)
+            with _translated_errors():
+                chunk = self._read()
 
     def close(self) -> None:
-        if self._connection is not None:
-            self._release()
-
-    def _release(self) -> None:
+        if self._connection is None:
+            return
         connection, self._connection = self._connection, None
         try:
-            connection.rollback()  # ends the read transaction and the cursor with it
+            if self._rows is not None:
+                self._rows.close()  # a query still running is cancelled
+            connection.rollback()  # ends the read transaction and the SET LOCAL with it
             connection.read_only = False
         except psycopg.Error:
             pass  # a broken connection: the pool checks and replaces it

@@ -62,15 +62,19 @@ class SqliteChangeStream:
                  limit: int | None):
         self._store, self._connection = store, connection
         self._since, self._left = since, limit
+        self.exhausted = False
         with _translated_errors():
-            connection.execute("BEGIN")  # deferred: the snapshot starts with the first read
+            # A limit that fits the first read needs one statement, which is its own
+            # snapshot; anything longer reads in one transaction, started by its first read.
+            if limit is None or limit > FIRST_CHUNK_ROWS:
+                connection.execute("BEGIN")
             self._first = self._read(FIRST_CHUNK_ROWS)
 
     def _read(self, rows: int = CHUNK_ROWS) -> tuple[str, int] | None:
         size = rows if self._left is None else min(rows, self._left)
-        if size <= 0:
-            return None
         text, last, count = self._connection.execute(CHUNK_SQL, (self._since, size)).fetchone()
+        # Fewer rows than asked for: the snapshot holds no more (it cannot grow).
+        self.exhausted = count < size or (self._left is not None and self._left == count)
         if not count:
             return None
         self._since = last
@@ -82,6 +86,8 @@ class SqliteChangeStream:
         chunk, self._first = self._first, None
         while chunk is not None:
             yield chunk
+            if self.exhausted:
+                return
             with _translated_errors():
                 chunk = self._read()
 
