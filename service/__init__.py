@@ -1,4 +1,5 @@
-"""Orders entity source for Sesam: a Flask app served by gunicorn."""
-from .app import create_app
+"""Orders entity source for Sesam: a Flask app (service.app) served by gunicorn.
 
-__all__ = ["create_app"]
+Nothing is imported here: gunicorn's master imports service.config and service.logs,
+and must not pull Flask in with them.
+"""

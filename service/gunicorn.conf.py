@@ -14,7 +14,10 @@ except ConfigError as error:
     sys.exit(f"configuration error: {error}")
 
 # The app: a factory-built Flask app; each worker builds its own store connections
-# (no preload: SQLite and PostgreSQL connections must not cross a fork).
+# (no preload: SQLite and PostgreSQL connections must not cross a fork). Each worker
+# also migrates the schema on start (MIGRATE_ON_START): migrations take a lock and are
+# idempotent, and the master stays lean: it never imports Flask or a database driver,
+# which would add 10-25 MB to the process that only supervises the workers.
 wsgi_app = "service.wsgi:app"
 
 # Where to listen.
@@ -55,19 +58,6 @@ logconfig_dict = {
 # Containers: heartbeat files on tmpfs; no control socket (it wants a writable $HOME).
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 control_socket_disable = True
-
-
-def on_starting(server):
-    """Create or upgrade the schema once, in the master, before any worker starts (the
-    workers repeat it, idempotently, so the app factory also works without gunicorn)."""
-    from service.app import prepare_store
-    from service.store import open_store
-
-    store = open_store(_settings.database_url)
-    try:
-        prepare_store(store, _settings)
-    finally:
-        store.close()
 
 
 def post_worker_init(worker):

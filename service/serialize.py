@@ -5,8 +5,8 @@ import itertools
 import json
 from typing import Callable, Iterable, Iterator
 
-# A run of entities: their JSON texts joined by commas, and how many there are.
-Chunk = tuple[str, int]
+# A run of entities: their JSON texts joined by commas (UTF-8), and how many there are.
+Chunk = tuple[bytes, int]
 
 
 def json_array(chunks: Iterable[Chunk],
@@ -20,7 +20,7 @@ def json_array(chunks: Iterable[Chunk],
     opened = False
     for text, count in chunks:
         if count:
-            yield (("," if opened else "[") + text).encode()
+            yield (b"," if opened else b"[") + text
             opened = True
             on_entities(count)
     yield b"]" if opened else b"[]"

@@ -144,7 +144,7 @@ def test_writes_from_psql_are_tracked(pg_url):
                     "INSERT INTO orders VALUES (5, 'eve', 'Pixel', 7.25); UPDATE orders SET id = 6 WHERE id = 1;"],
                    check=True)
     stream = any_store.open_changes(1, None)
-    entities = [entity for text, _ in stream.chunks() for entity in json.loads(f"[{text}]")]
+    entities = [entity for text, _ in stream.chunks() for entity in json.loads(b"[" + text + b"]")]
     stream.close()
     any_store.close()
     assert [(e["_id"], e["_updated"], e.get("_deleted", False)) for e in entities] == [

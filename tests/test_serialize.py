@@ -7,20 +7,20 @@ from service.serialize import error_body, json_array, prefetched
 
 def test_chunks_become_one_json_array():
     counts = []
-    pieces = list(json_array(iter([('{"a":1},{"a":2}', 2), ('{"a":3}', 1)]), counts.append))
+    pieces = list(json_array(iter([(b'{"a":1},{"a":2}', 2), (b'{"a":3}', 1)]), counts.append))
     assert json.loads(b"".join(pieces)) == [{"a": 1}, {"a": 2}, {"a": 3}]
     assert counts == [2, 1]
 
 
 def test_no_entities_is_an_empty_array():
     assert b"".join(json_array(iter([]))) == b"[]"
-    assert b"".join(json_array(iter([("", 0)]))) == b"[]"
+    assert b"".join(json_array(iter([(b"", 0)]))) == b"[]"
 
 
 def test_a_failing_chunk_source_leaves_the_array_open():
     def broken():
-        yield '{"a":1}', 1
-        yield '{"a":2}', 1
+        yield b'{"a":1}', 1
+        yield b'{"a":2}', 1
         raise RuntimeError("disk gone")
 
     pieces = []
@@ -35,13 +35,13 @@ def test_prefetched_reads_the_first_chunk_now():
     read = []
 
     def source():
-        for chunk in (("1", 1), ("2", 1)):
+        for chunk in ((b"1", 1), (b"2", 1)):
             read.append(chunk)
             yield chunk
 
     chunks = prefetched(source())
-    assert read == [("1", 1)]
-    assert list(chunks) == [("1", 1), ("2", 1)]
+    assert read == [(b"1", 1)]
+    assert list(chunks) == [(b"1", 1), (b"2", 1)]
     assert list(prefetched(iter([]))) == []
 
 

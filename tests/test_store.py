@@ -19,7 +19,7 @@ def order(order_id, name="ann", total="10"):
 def changes(store, since=0, limit=None):
     stream = store.open_changes(since, limit)
     try:
-        return [entity for text, _ in stream.chunks() for entity in json.loads(f"[{text}]")]
+        return [entity for text, _ in stream.chunks() for entity in json.loads(b"[" + text + b"]")]
     finally:
         stream.close()
 
@@ -108,7 +108,7 @@ def test_a_stream_reads_one_snapshot_while_others_write(any_store):
         assert stream.exhausted
     finally:
         stream.close()
-    entities = json.loads(f"[{','.join(texts)}]")
+    entities = json.loads(b"[" + b",".join(texts) + b"]")
     assert first_count < total and sequence(entities) == list(range(1, total + 1))
     assert [e["Username"] for e in entities[-2:]] == ["ann", "ann"]
     assert sequence(changes(any_store, since=total)) == [total + 1, total + 2, total + 3]

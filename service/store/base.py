@@ -37,8 +37,8 @@ class ChangeStream(Protocol):
     """An open read of the change log, in ascending `_updated` order. Opening it reads
     the first chunk, so a database error is raised before any response is started."""
 
-    def chunks(self) -> Iterator[tuple[str, int]]:
-        """Yield (entity JSON texts joined by commas, how many); raise StoreError if the
+    def chunks(self) -> Iterator[tuple[bytes, int]]:
+        """Yield (entity JSON texts joined by commas, as UTF-8, how many); raise StoreError if the
         read breaks. Entities come in ascending `_updated` order; no chunk is empty."""
 
     @property

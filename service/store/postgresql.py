@@ -79,7 +79,7 @@ class PostgresChangeStream:
             self.close()
             raise
 
-    def _read(self, rows: int = CHUNK_ROWS) -> tuple[str, int] | None:
+    def _read(self, rows: int = CHUNK_ROWS) -> tuple[bytes, int] | None:
         size = rows if self._left is None else min(rows, self._left)
         entities = list(itertools.islice(self._rows, size))
         count = len(entities)
@@ -90,9 +90,9 @@ class PostgresChangeStream:
         elif self._left == 0:
             self.exhausted = True  # the limit is reached: let the query end
             next(self._rows, None)
-        return (",".join(entities), count) if count else None
+        return (",".join(entities).encode(), count) if count else None
 
-    def chunks(self) -> Iterator[tuple[str, int]]:
+    def chunks(self) -> Iterator[tuple[bytes, int]]:
         chunk, self._first = self._first, None
         while chunk is not None:
             yield chunk

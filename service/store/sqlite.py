@@ -19,10 +19,11 @@ MIN_FREE_BYTES = 1 << 20  # below this, /health says the disk is full
 IDLE_CONNECTIONS = 8  # kept open per process: opening one costs more than a small pull
 
 # One chunk of the stream, joined by SQLite itself: the ready-made entities after `since`,
-# comma-separated, with the last seq (the next chunk's since) and the count. The
+# comma-separated, with the last seq (the next chunk's since) and the count. As a BLOB,
+# the text reaches Python as the UTF-8 bytes that go out, without a decode and encode. The
 # aggregate reads the subquery's rows in its ORDER BY order; the contract tests check
 # the order of every stream.
-CHUNK_SQL = """SELECT group_concat(entity, ','), max(seq), count(*) FROM (
+CHUNK_SQL = """SELECT CAST(group_concat(entity, ',') AS BLOB), max(seq), count(*) FROM (
     SELECT entity, seq FROM changes WHERE seq > ? ORDER BY seq LIMIT ?)"""
 
 UPSERT_SQL = """INSERT INTO orders (id, username, orders, total_sum) VALUES (?, ?, ?, ?)
@@ -70,7 +71,7 @@ class SqliteChangeStream:
                 connection.execute("BEGIN")
             self._first = self._read(FIRST_CHUNK_ROWS)
 
-    def _read(self, rows: int = CHUNK_ROWS) -> tuple[str, int] | None:
+    def _read(self, rows: int = CHUNK_ROWS) -> tuple[bytes, int] | None:
         size = rows if self._left is None else min(rows, self._left)
         text, last, count = self._connection.execute(CHUNK_SQL, (self._since, size)).fetchone()
         # Fewer rows than asked for: the snapshot holds no more (it cannot grow).
@@ -82,7 +83,7 @@ class SqliteChangeStream:
             self._left -= count
         return text, count
 
-    def chunks(self) -> Iterator[tuple[str, int]]:
+    def chunks(self) -> Iterator[tuple[bytes, int]]:
         chunk, self._first = self._first, None
         while chunk is not None:
             yield chunk
