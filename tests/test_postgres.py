@@ -154,3 +154,29 @@ def test_writes_from_psql_are_tracked(pg_url):
 
 def order(order_id: int, name: str) -> dict:
     return {"id": order_id, "Username": name, "Orders": "Thinkpad", "TotalSum": 10}
+
+
+def test_a_slow_reader_outlasts_the_statement_timeout(pg_url, monkeypatch):
+    """A full sync is one query that runs as long as the client reads: the statement
+    timeout meant for other statements must not cut it (here 0.3 s against a reader
+    that takes over a second for 20 MB, more than the sockets buffer)."""
+    from service.store import postgresql
+    monkeypatch.setattr(postgresql, "STATEMENT_TIMEOUT_MS", 300)
+    store = postgresql.PostgresStore(pg_url)
+    try:
+        store.migrate()
+        store.bulk_load(Order(i, "ann", "x" * 4000, "1") for i in range(1, 5001))
+        with store.pool.connection() as connection:  # the limit applies to other statements
+            with pytest.raises(psycopg.errors.QueryCanceled):
+                connection.execute("SELECT pg_sleep(1)")
+        stream = store.open_changes(0, None)
+        try:
+            served = 0
+            for _, count in stream.chunks():
+                served += count
+                time.sleep(0.4)
+        finally:
+            stream.close()
+        assert served == 5000
+    finally:
+        store.close()

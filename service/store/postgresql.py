@@ -69,9 +69,12 @@ class PostgresChangeStream:
         try:
             with _translated_errors():
                 self._connection.read_only = True
-                # The query runs as long as the client takes to read it: Sesam's own
-                # read timeout bounds a stream, not the 30 s meant for other statements.
-                self._connection.execute(f"SET LOCAL statement_timeout = {STREAM_TIMEOUT_MS}")
+                if limit is None or limit > FIRST_CHUNK_ROWS:
+                    # The query runs as long as the client takes to read it: Sesam's own
+                    # read timeout bounds a stream, not the 30 s meant for other
+                    # statements. (A pull that fits the first read ends before any
+                    # byte goes out, so it keeps the 30 s and saves the round trip.)
+                    self._connection.execute(f"SET LOCAL statement_timeout = {STREAM_TIMEOUT_MS}")
                 cursor = self._connection.cursor(row_factory=scalar_row)
                 self._rows = cursor.stream(ENTITY_SQL, (since, limit), size=STREAM_FETCH_ROWS)
                 self._first = self._read(FIRST_CHUNK_ROWS)
