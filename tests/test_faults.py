@@ -80,7 +80,7 @@ def test_a_full_disk_refuses_writes_clearly_changes_nothing_and_recovers(small_d
 
 def kill_tree(root: int) -> None:
     """SIGKILL a process and all its descendants at once, as a crash or the OOM killer would."""
-    from tests.bench.__main__ import process_tree
+    from tests.bench.memory import process_tree
     for pid in process_tree(root):
         try:
             os.kill(pid, 9)
@@ -146,7 +146,7 @@ def test_kill_9_in_the_middle_of_bulk_writes_leaves_whole_batches_and_a_consiste
 
 
 def open_files_and_threads(root: int) -> tuple[int, int]:
-    from tests.bench.__main__ import process_tree
+    from tests.bench.memory import process_tree
     files = threads = 0
     for pid in process_tree(root):
         try:

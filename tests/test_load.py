@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.bench.__main__ import MemorySampler
+from tests.bench.memory import MemorySampler
 from tests.databases import load_orders
 from tests.servers import raw_get, start_gunicorn
 from tests.targets import http_target
@@ -31,7 +31,6 @@ def test_incremental_pulls_under_load_while_writers_change_orders(loaded, tmp_pa
         pytest.skip("wrk is not installed (apt-get install wrk)")
     server = start_gunicorn(loaded, tmp_path, WEB_CONCURRENCY="2", THREADS="4", LOG_LEVEL="WARNING")
     sampler = MemorySampler(server.process.pid)
-    sampler.start()
     api = http_target("gunicorn", f"{server.url}/api/orders", None, None, writable=True)
     stop, writes, write_errors = threading.Event(), [0], []
 
