@@ -1,4 +1,4 @@
-"""Administrative commands: python -m service migrate | load-samples"""
+"""Administrative commands: python -m service migrate | load-samples | prepare"""
 from __future__ import annotations
 
 import argparse
@@ -11,10 +11,14 @@ from .store import StoreError, open_store
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m service", description=__doc__)
-    parser.add_argument("command", choices=("migrate", "load-samples"),
+    parser.add_argument("command", choices=("migrate", "load-samples", "prepare"),
                         help="migrate: create or upgrade the schema and its change tracking; "
-                             "load-samples: load the sample orders into a store that never held any")
+                             "load-samples: load the sample orders into a store that never held any; "
+                             "prepare: what the service does at start (MIGRATE_ON_START, "
+                             "LOAD_SAMPLE_ORDERS), logged as JSON")
     args = parser.parse_args(argv)
+    if args.command == "prepare":
+        return _prepare()
     try:
         settings = load_settings()
         store = open_store(settings.database_url)
@@ -30,6 +34,24 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, StoreError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _prepare() -> int:
+    """Run by gunicorn's master before it starts the workers (see gunicorn.conf.py)."""
+    from .app import prepare_store
+    from .logs import setup_logging
+    try:
+        settings = load_settings()
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    setup_logging(settings.log_level)
+    store = open_store(settings.database_url)
+    try:
+        prepare_store(store, settings)  # logs, and does not fail, when the database is down
+    finally:
+        store.close()
     return 0
 
 

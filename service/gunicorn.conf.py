@@ -14,10 +14,7 @@ except ConfigError as error:
     sys.exit(f"configuration error: {error}")
 
 # The app: a factory-built Flask app; each worker builds its own store connections
-# (no preload: SQLite and PostgreSQL connections must not cross a fork). Each worker
-# also migrates the schema on start (MIGRATE_ON_START): migrations take a lock and are
-# idempotent, and the master stays lean: it never imports Flask or a database driver,
-# which would add 10-25 MB to the process that only supervises the workers.
+# (no preload: SQLite and PostgreSQL connections must not cross a fork).
 wsgi_app = "service.wsgi:app"
 
 # Where to listen.
@@ -26,7 +23,7 @@ bind = f"{_settings.host}:{_settings.port}"
 # Workers: gthread, because a full sync is one long streamed response; a sync worker
 # would be killed after `timeout` and would block on one stream. The worker count comes
 # from the environment, not cpu_count(): a container sees all of the host's cores.
-worker_class = "gthread"
+worker_class = "service.gunicorn_worker.StopListeningThreadWorker"  # gthread, see there
 workers = _settings.workers
 threads = _settings.threads
 # gthread's `timeout` is a heartbeat of the worker's main loop, not a request limit.
@@ -60,25 +57,10 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 control_socket_disable = True
 
 
-def post_worker_init(worker):
-    """On SIGTERM, stop listening at once, then let gunicorn finish the running requests.
-
-    gunicorn's graceful stop only stops accepting: new connections still queue in the
-    listening socket's backlog and are reset when the worker exits. Shutting the shared
-    listening socket down makes the kernel refuse them straight away, so a client (or a
-    load balancer) learns immediately that it must go elsewhere."""
-    import signal
-    import socket
-
-    previous = signal.getsignal(signal.SIGTERM)
-
-    def stop_listening(signum, frame):
-        for listener in worker.sockets:
-            try:
-                listener.shutdown(socket.SHUT_RD)
-            except OSError:
-                pass
-        if callable(previous):
-            previous(signum, frame)
-
-    signal.signal(signal.SIGTERM, stop_listening)
+def on_starting(server):
+    """Migrate (and load the samples, when asked) once, before any worker starts, so that
+    workers never race to create a new database. It runs in a child process: the master
+    only supervises, and importing Flask and a database driver would add 10-25 MB to it
+    for good. The workers repeat it on start, idempotently and under a lock."""
+    import subprocess
+    subprocess.run([sys.executable, "-m", "service", "prepare"], check=False)

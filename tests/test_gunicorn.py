@@ -82,3 +82,26 @@ def test_sigterm_lets_a_running_stream_finish(loaded_url, tmp_path):
     assert server.process.wait(30) == 0
     assert time.monotonic() - started < 15
     assert len(json.loads(result["body"])) == ROWS
+
+
+def test_a_new_database_is_prepared_once_and_the_master_stays_lean(database_url, tmp_path):
+    """Two workers starting on a database that does not exist yet: no error, the samples
+    loaded once; the master, which only supervises, has not imported Flask or a driver
+    (it would then be larger than a worker: 34-50 MB against 31-42 MB)."""
+    from tests.bench.memory import memory_kb, process_tree
+    server = start_gunicorn(database_url, tmp_path, LOAD_SAMPLE_ORDERS="true")
+    try:
+        response, body = raw_get(server.port, "/api/orders")
+        assert [e["_updated"] for e in json.loads(body)] == [1, 2, 3]
+        master = server.process.pid
+        workers = [pid for pid in process_tree(master) if pid != master]
+        assert len(workers) == 2
+        master_rss, _ = memory_kb([master])
+        assert all(master_rss < memory_kb([pid])[0] for pid in workers)
+    finally:
+        assert server.stop() == 0
+    log = [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
+    problems = [line for line in log if line["level"] in ("WARNING", "ERROR", "CRITICAL")
+                and "UNPROTECTED" not in line["message"]]
+    assert problems == []
+    assert sum("loaded the sample orders" in line["message"] for line in log) == 1
