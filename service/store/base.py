@@ -21,6 +21,26 @@ class Order:
     total_sum: str
 
 
+class ChunkedReads:
+    """The reading loop both backends' streams share. A stream reads its first chunk when
+    it opens; `_read()` reads the next one (database errors already translated) and sets
+    `exhausted` once the database holds nothing more for the stream."""
+
+    exhausted = False
+    _first: tuple[bytes, int] | None = None
+
+    def _read(self) -> tuple[bytes, int] | None:
+        raise NotImplementedError
+
+    def chunks(self) -> Iterator[tuple[bytes, int]]:
+        chunk, self._first = self._first, None
+        while chunk is not None:
+            yield chunk
+            if self.exhausted:
+                return
+            chunk = self._read()
+
+
 class StoreError(Exception):
     """Base of the errors a store raises; the message is safe to show a client."""
 

@@ -12,7 +12,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import scalar_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from .base import Order, StoreRejected, StoreUnavailable, batches
+from .base import ChunkedReads, Order, StoreRejected, StoreUnavailable, batches
 
 SCHEMA_VERSION = 1
 CHUNK_ROWS = 2000
@@ -54,7 +54,7 @@ def _translated_errors() -> Iterator[None]:
         raise StoreUnavailable("the database failed") from error
 
 
-class PostgresChangeStream:
+class PostgresChangeStream(ChunkedReads):
     """The change log after `since` as one query, streamed: one statement is one
     snapshot, and PostgreSQL sends rows while the previous chunk goes to the client
     (flow control on the socket keeps memory flat however slowly the client reads)."""
@@ -62,7 +62,6 @@ class PostgresChangeStream:
     def __init__(self, pool: ConnectionPool, since: int, limit: int | None):
         self._pool = pool
         self._left = limit
-        self.exhausted = False
         with _translated_errors():
             self._connection = pool.getconn(timeout=POOL_TIMEOUT_S)
         self._rows: Iterator[str] | None = None
@@ -84,25 +83,17 @@ class PostgresChangeStream:
 
     def _read(self, rows: int = CHUNK_ROWS) -> tuple[bytes, int] | None:
         size = rows if self._left is None else min(rows, self._left)
-        entities = list(itertools.islice(self._rows, size))
-        count = len(entities)
-        if self._left is not None:
-            self._left -= count
-        if count < size:
-            self.exhausted = True  # the query has ended
-        elif self._left == 0:
-            self.exhausted = True  # the limit is reached: let the query end
-            next(self._rows, None)
+        with _translated_errors():
+            entities = list(itertools.islice(self._rows, size))
+            count = len(entities)
+            if self._left is not None:
+                self._left -= count
+            if count < size:
+                self.exhausted = True  # the query has ended
+            elif self._left == 0:
+                self.exhausted = True  # the limit is reached: let the query end
+                next(self._rows, None)
         return (",".join(entities).encode(), count) if count else None
-
-    def chunks(self) -> Iterator[tuple[bytes, int]]:
-        chunk, self._first = self._first, None
-        while chunk is not None:
-            yield chunk
-            if self.exhausted:
-                return
-            with _translated_errors():
-                chunk = self._read()
 
     def close(self) -> None:
         if self._connection is None:

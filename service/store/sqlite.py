@@ -9,7 +9,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from .base import Order, StoreRejected, StoreUnavailable, batches
+from .base import ChunkedReads, Order, StoreRejected, StoreUnavailable, batches
 
 SCHEMA_VERSION = 1
 CHUNK_ROWS = 2000
@@ -56,14 +56,13 @@ def _translated_errors() -> Iterator[None]:
         raise _unavailable(error) from error
 
 
-class SqliteChangeStream:
+class SqliteChangeStream(ChunkedReads):
     """Chunks of the change log, all read in one read transaction: a consistent snapshot."""
 
     def __init__(self, store: "SqliteStore", connection: sqlite3.Connection, since: int,
                  limit: int | None):
         self._store, self._connection = store, connection
         self._since, self._left = since, limit
-        self.exhausted = False
         with _translated_errors():
             # A limit that fits the first read needs one statement, which is its own
             # snapshot; anything longer reads in one transaction, started by its first read.
@@ -73,7 +72,8 @@ class SqliteChangeStream:
 
     def _read(self, rows: int = CHUNK_ROWS) -> tuple[bytes, int] | None:
         size = rows if self._left is None else min(rows, self._left)
-        text, last, count = self._connection.execute(CHUNK_SQL, (self._since, size)).fetchone()
+        with _translated_errors():
+            text, last, count = self._connection.execute(CHUNK_SQL, (self._since, size)).fetchone()
         # Fewer rows than asked for: the snapshot holds no more (it cannot grow).
         self.exhausted = count < size or (self._left is not None and self._left == count)
         if not count:
@@ -82,15 +82,6 @@ class SqliteChangeStream:
         if self._left is not None:
             self._left -= count
         return text, count
-
-    def chunks(self) -> Iterator[tuple[bytes, int]]:
-        chunk, self._first = self._first, None
-        while chunk is not None:
-            yield chunk
-            if self.exhausted:
-                return
-            with _translated_errors():
-                chunk = self._read()
 
     def close(self) -> None:
         if self._connection is not None:
