@@ -12,7 +12,7 @@ import pytest
 
 from service.app import create_app
 from service.config import load_settings
-from service.store import Order, open_store
+from service.store import Order, StoreRejected, open_store
 from tests.databases import fresh_database, live_orders
 from tests.servers import free_port, raw_get, start_gunicorn
 from tests.sesam_emulator import Pipe, PipeConfig, http_transport
@@ -178,5 +178,43 @@ def test_a_slow_reader_outlasts_the_statement_timeout(pg_url, monkeypatch):
         finally:
             stream.close()
         assert served == 5000
+    finally:
+        store.close()
+
+
+def frontend_round_trips(trace: str) -> list[str]:
+    """The client's messages that wait for an answer (a simple Query, or the Sync that
+    ends an extended query), from a libpq protocol trace."""
+    messages = [line.split("\t") for line in trace.splitlines() if line.startswith("F\t")]
+    return [fields[2] for fields in messages if fields[2] in ("Query", "Sync")]
+
+
+def test_a_small_pull_is_one_round_trip_and_leaves_the_connection_transactional(pg_url, tmp_path):
+    """A pull that fits the first read is a single statement, its own snapshot: no BEGIN
+    and no ROLLBACK around it. The connection goes back to the pool as it came, so a
+    write that borrows it next is still all or nothing."""
+    from service.store.postgresql import PostgresStore
+    store = PostgresStore(pg_url, max_connections=1)  # the pull and the write share it
+    trace_path = tmp_path / "libpq.trace"
+    try:
+        store.migrate()
+        store.bulk_load(Order(i, "ann", "x", "1") for i in range(1, 301))
+        with open(trace_path, "w") as trace:
+            with store.pool.connection() as connection:
+                connection.pgconn.trace(trace.fileno())
+                connection.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+            small = store.open_changes(200, 10)
+            try:
+                assert [count for _, count in small.chunks()] == [10]
+            finally:
+                small.close()
+            with store.pool.connection() as connection:
+                connection.pgconn.untrace()
+                assert (connection.autocommit, connection.read_only) == (False, False)
+        assert frontend_round_trips(trace_path.read_text()) == ["Sync"]  # the SELECT alone
+        with pytest.raises(StoreRejected):  # the second order breaks a constraint
+            store.upsert_orders([Order(5, "bob", "x", "1"), Order(6, "bob", "x", "-1")])
+        with store.pool.connection() as connection:
+            assert connection.execute("SELECT username FROM orders WHERE id = 5").fetchone() == ("ann",)
     finally:
         store.close()

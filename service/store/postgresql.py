@@ -67,12 +67,16 @@ class PostgresChangeStream(ChunkedReads):
         self._rows: Iterator[str] | None = None
         try:
             with _translated_errors():
-                self._connection.read_only = True
-                if limit is None or limit > FIRST_CHUNK_ROWS:
+                if limit is not None and limit <= FIRST_CHUNK_ROWS:
+                    # A pull that fits the first read is one statement, which is its
+                    # own snapshot: no transaction, so one round trip instead of three
+                    # (BEGIN, SELECT, ROLLBACK). It ends before any byte goes out, so
+                    # the 30 s statement timeout is right for it.
+                    self._connection.autocommit = True
+                else:
                     # The query runs as long as the client takes to read it: Sesam's own
-                    # read timeout bounds a stream, not the 30 s meant for other
-                    # statements. (A pull that fits the first read ends before any
-                    # byte goes out, so it keeps the 30 s and saves the round trip.)
+                    # read timeout bounds a stream, not the 30 s meant for other statements.
+                    self._connection.read_only = True
                     self._connection.execute(f"SET LOCAL statement_timeout = {STREAM_TIMEOUT_MS}")
                 cursor = self._connection.cursor(row_factory=scalar_row)
                 self._rows = cursor.stream(ENTITY_SQL, (since, limit), size=STREAM_FETCH_ROWS)
@@ -103,9 +107,11 @@ class PostgresChangeStream(ChunkedReads):
             if self._rows is not None:
                 self._rows.close()  # a query still running is cancelled
             connection.rollback()  # ends the read transaction and the SET LOCAL with it
-            connection.read_only = False
+            connection.autocommit = connection.read_only = False
         except psycopg.Error:
-            pass  # a broken connection: the pool checks and replaces it
+            # Broken, or not reset: never lend it out like that (a write on an
+            # autocommit connection would not be all or nothing). The pool replaces it.
+            connection.close()
         self._pool.putconn(connection)
 
 
