@@ -152,6 +152,15 @@ def test_writes_from_psql_are_tracked(pg_url):
     assert entities[0]["TotalSum"] == 7.25
 
 
+def load_orders_of(url: str, orders) -> None:
+    store = open_store(url)
+    try:
+        store.migrate()
+        store.bulk_load(orders)
+    finally:
+        store.close()
+
+
 def order(order_id: int, name: str) -> dict:
     return {"id": order_id, "Username": name, "Orders": "Thinkpad", "TotalSum": 10}
 
@@ -161,11 +170,10 @@ def test_a_slow_reader_outlasts_the_statement_timeout(pg_url, monkeypatch):
     timeout meant for other statements must not cut it (here 0.3 s against a reader
     that takes over a second for 20 MB, more than the sockets buffer)."""
     from service.store import postgresql
+    load_orders_of(pg_url, [Order(i, "ann", "x" * 4000, "1") for i in range(1, 5001)])
     monkeypatch.setattr(postgresql, "STATEMENT_TIMEOUT_MS", 300)
     store = postgresql.PostgresStore(pg_url)
     try:
-        store.migrate()
-        store.bulk_load(Order(i, "ann", "x" * 4000, "1") for i in range(1, 5001))
         with store.pool.connection() as connection:  # the limit applies to other statements
             with pytest.raises(psycopg.errors.QueryCanceled):
                 connection.execute("SELECT pg_sleep(1)")
@@ -216,5 +224,30 @@ def test_a_small_pull_is_one_round_trip_and_leaves_the_connection_transactional(
             store.upsert_orders([Order(5, "bob", "x", "1"), Order(6, "bob", "x", "-1")])
         with store.pool.connection() as connection:
             assert connection.execute("SELECT username FROM orders WHERE id = 5").fetchone() == ("ann",)
+    finally:
+        store.close()
+
+
+def test_migrating_a_version_1_database_replaces_its_row_trigger(pg_url):
+    """Version 1 recorded changes with a row trigger named orders_track. Left in place
+    beside the statement triggers, every write would be recorded twice."""
+    store = open_store(pg_url)
+    try:
+        store.migrate()
+        with psycopg.connect(pg_url, autocommit=True) as connection:
+            connection.execute("CREATE FUNCTION orders_track() RETURNS trigger LANGUAGE plpgsql "
+                               "AS $$ BEGIN PERFORM nextval('change_seq'); RETURN NULL; END $$")
+            connection.execute("CREATE TRIGGER orders_track AFTER INSERT OR UPDATE OR DELETE "
+                               "ON orders FOR EACH ROW EXECUTE FUNCTION orders_track()")
+            connection.execute("UPDATE schema_version SET version = 1")
+        store.migrate()
+        store.upsert_orders([Order(1, "ann", "x", "1"), Order(2, "bob", "x", "2")])
+        with psycopg.connect(pg_url) as connection:
+            triggers = connection.execute("SELECT tgname FROM pg_trigger WHERE tgrelid = "
+                                          "'orders'::regclass ORDER BY tgname").fetchall()
+            assert triggers == [("orders_track_delete",), ("orders_track_insert",),
+                                ("orders_track_update",)]
+            assert connection.execute("SELECT seq FROM changes ORDER BY seq").fetchall() == [(1,), (2,)]
+            assert connection.execute("SELECT version FROM schema_version").fetchone() == (2,)
     finally:
         store.close()

@@ -43,10 +43,11 @@ def sqlite_store(tmp_path):
     return store
 
 
-def test_migrate_is_idempotent(any_store, database_url):
+def test_migrate_is_idempotent(any_store, database_url, backend):
     any_store.migrate()
     with plain_sql(database_url) as connection:
-        assert connection.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        assert connection.execute("SELECT version FROM schema_version").fetchall() \
+            == [({"sqlite": 1, "postgresql": 2}[backend],)]
 
 
 def test_sqlite_uses_wal(sqlite_store):
@@ -148,6 +149,33 @@ def test_writes_with_plain_sql_are_tracked_like_service_writes(any_store, databa
     assert [(e["_id"], e["_updated"]) for e in entities] == [("3", 3), ("1", 4), ("2", 5)]
     assert entities[0]["TotalSum"] == 99.5 and entities[1]["Username"] == "anna"
     assert entities[2]["_deleted"] is True
+
+
+def test_one_statement_writing_many_rows_tracks_each_row(any_store, database_url):
+    """PostgreSQL records a statement's changes together, SQLite row by row: either way
+    every row a statement really changed gets one new sequence value, and no other row."""
+    any_store.upsert_orders([order(1), order(2), order(3), order(4)])
+    with plain_sql(database_url) as connection:
+        connection.execute("UPDATE orders SET username = CASE WHEN id = 1 THEN 'anna' "
+                           "ELSE username END")  # changes order 1 only
+        connection.execute("UPDATE orders SET id = id + 10 WHERE id IN (2, 3)")
+        connection.execute("INSERT INTO orders VALUES (5, 'eve', 'Pixel', 5), (6, 'fay', 'Pixel', 6)")
+        connection.execute("DELETE FROM orders WHERE id IN (13, 6)")
+    entities = changes(any_store, since=4)
+    # 9 changes drew 5..13 (order 1; 2 and 3 moved: 4; two inserts; two deletes); an
+    # order changed twice keeps its latest value only.
+    assert sequence(entities) == sorted(set(sequence(entities))) and sequence(entities)[-1] == 13
+    state = {e["_id"]: e.get("_deleted", False) for e in entities}
+    assert state == {"1": False, "2": True, "3": True, "12": False, "13": True, "5": False,
+                     "6": True}
+    assert sequence(changes(any_store, since=0, limit=1)) == [4]  # order 4: untouched
+    assert json.loads(any_store.get_order(12))["Username"] == "ann"
+
+
+def test_a_bulk_batch_may_repeat_an_id_and_the_last_one_wins(any_store):
+    assert any_store.bulk_load([order(1, "first"), order(2), order(1, "last")]) == 3
+    assert json.loads(any_store.get_order(1))["Username"] == "last"
+    assert sorted(e["_id"] for e in changes(any_store)) == ["1", "2"]
 
 
 def test_writes_from_another_process_are_tracked(sqlite_store):

@@ -14,7 +14,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .base import ChunkedReads, Order, StoreRejected, StoreUnavailable, batches
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: changes recorded per statement, set-based
 CHUNK_ROWS = 2000
 FIRST_CHUNK_ROWS = 100  # read before the headers go out: small, for a quick first byte
 # Rows per network read of a stream (libpq's chunked mode, libpq 17 and later; the
@@ -31,7 +31,10 @@ MIGRATION_LOCK = 0x6F72646572  # "order": one migration at a time across instanc
 # The ready-made entities after `since`, oldest first (LIMIT NULL is no limit).
 ENTITY_SQL = "SELECT entity FROM changes WHERE seq > %s ORDER BY seq LIMIT %s"
 
-UPSERT_SQL = """INSERT INTO orders (id, username, orders, total_sum) VALUES (%s, %s, %s, %s)
+# Many orders in one statement: the change-tracking triggers run once per statement and
+# record the whole batch set-based (schema_postgresql.sql), so one statement per batch.
+UPSERT_SQL = """INSERT INTO orders (id, username, orders, total_sum)
+SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::numeric[])
 ON CONFLICT (id) DO UPDATE SET username = excluded.username, orders = excluded.orders,
 total_sum = excluded.total_sum"""
 
@@ -150,8 +153,7 @@ class PostgresStore:
             connection.execute("LOCK TABLE orders IN EXCLUSIVE MODE")
             if connection.execute("SELECT EXISTS (SELECT 1 FROM changes)").fetchone()[0]:
                 return False
-            with connection.cursor() as cursor:
-                cursor.executemany(UPSERT_SQL, [_row(order) for order in orders])
+            _upsert(connection, orders)
             return True
 
     def ping(self) -> None:
@@ -171,8 +173,7 @@ class PostgresStore:
         with self._connection() as connection:
             ids = [order.id for order in orders]
             existing = connection.execute("SELECT count(*) FROM orders WHERE id = ANY(%s)", (ids,)).fetchone()[0]
-            with connection.cursor() as cursor:
-                cursor.executemany(UPSERT_SQL, [_row(order) for order in orders])
+            _upsert(connection, orders)
         return len(orders) - existing, existing
 
     def delete_order(self, order_id: int) -> bool:
@@ -181,9 +182,9 @@ class PostgresStore:
 
     def bulk_load(self, orders: Iterable[Order], batch_size: int = 10_000) -> int:
         written = 0
-        for batch in batches(map(_row, orders), batch_size):
-            with self._connection() as connection, connection.cursor() as cursor:
-                cursor.executemany(UPSERT_SQL, batch)
+        for batch in batches(orders, batch_size):
+            with self._connection() as connection:
+                _upsert(connection, batch)
             written += len(batch)
         return written
 
@@ -191,5 +192,10 @@ class PostgresStore:
         self.pool.close()
 
 
-def _row(order: Order) -> tuple[int, str, str, str]:
-    return order.id, order.username, order.orders, order.total_sum
+def _upsert(connection: psycopg.Connection, orders: Iterable[Order]) -> None:
+    """Create or replace the orders in one statement. One statement cannot write a row
+    twice, so of orders sharing an id the last one wins, as it would written one by one."""
+    latest = {order.id: order for order in orders}.values()
+    columns = ([order.id for order in latest], [order.username for order in latest],
+               [order.orders for order in latest], [order.total_sum for order in latest])
+    connection.execute(UPSERT_SQL, columns)

@@ -43,41 +43,72 @@ LANGUAGE sql IMMUTABLE AS $$
         || ',"Orders":' || to_json(o.orders)::text || ',"TotalSum":' || o.total_sum::text || '}'
 $$;
 
--- Record a change: `document` is the order's JSON, or NULL for a tombstone.
-CREATE OR REPLACE FUNCTION orders_record_change(order_id bigint, document text) RETURNS void
+-- Record the changes one statement made, in one set-based INSERT: a tombstone for each id
+-- in `gone`, then each order in `written` with its entity. Sequence values go out in that
+-- order, ids ascending, after the lock (see the top of this file).
+CREATE OR REPLACE FUNCTION orders_record_changes(gone bigint[], written orders[]) RETURNS void
 LANGUAGE plpgsql AS $$
-DECLARE
-    next_seq bigint;
 BEGIN
+    IF cardinality(gone) + cardinality(written) = 0 THEN
+        RETURN;  -- e.g. an update that changed nothing: no lock, no sequence value
+    END IF;
     -- The lock key is the change table's own oid: one queue per schema.
     PERFORM pg_advisory_xact_lock('changes'::regclass::oid::bigint);
-    next_seq := nextval('change_seq');
-    INSERT INTO changes (seq, order_id, entity) VALUES (next_seq, order_id,
-        '{"_id":"' || order_id || '","_updated":' || next_seq || ','
-        || coalesce(substr(document, 2), '"_deleted":true}'))
+    INSERT INTO changes (seq, order_id, entity)
+    SELECT seq, order_id, '{"_id":"' || order_id || '","_updated":' || seq || ','
+        || coalesce(substr(document, 2), '"_deleted":true}')
+    FROM (SELECT nextval('change_seq') AS seq, order_id, document
+          FROM (SELECT 0 AS kind, id AS order_id, NULL::text AS document FROM unnest(gone) AS id
+                UNION ALL
+                SELECT 1, (o).id, order_document(o) FROM unnest(written) AS o
+                ORDER BY kind, order_id) AS ordered) AS numbered
     ON CONFLICT ON CONSTRAINT changes_order_id_key
     DO UPDATE SET seq = excluded.seq, entity = excluded.entity;
 END $$;
 
-CREATE OR REPLACE FUNCTION orders_track() RETURNS trigger
+-- One trigger per kind of statement (a trigger with transition tables takes one event).
+CREATE OR REPLACE FUNCTION orders_track_insert() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    -- An update that changes nothing records nothing: Sesam would only receive noise.
-    -- total_sum is compared as text, so 8000 -> 8000.0 (equal numbers) is still served.
-    IF TG_OP = 'UPDATE' AND OLD.id = NEW.id AND OLD.username = NEW.username
-       AND OLD.orders = NEW.orders AND OLD.total_sum::text = NEW.total_sum::text THEN
-        RETURN NULL;
-    END IF;
-    -- A delete, or a changed key (possible with plain SQL), leaves a tombstone.
-    IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND OLD.id <> NEW.id) THEN
-        PERFORM orders_record_change(OLD.id, NULL);
-    END IF;
-    IF TG_OP <> 'DELETE' THEN
-        PERFORM orders_record_change(NEW.id, order_document(NEW));
-    END IF;
+    PERFORM orders_record_changes('{}', (SELECT coalesce(array_agg(n::orders), '{}') FROM new_rows n));
     RETURN NULL;
 END $$;
 
+CREATE OR REPLACE FUNCTION orders_track_update() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM orders_record_changes(
+        -- A changed key (possible with plain SQL) leaves a tombstone for the old id.
+        (SELECT coalesce(array_agg(o.id), '{}') FROM old_rows o
+         WHERE NOT EXISTS (SELECT 1 FROM new_rows n WHERE n.id = o.id)),
+        -- A row that changes nothing records nothing: Sesam would only receive noise.
+        -- total_sum is compared as text, so 8000 -> 8000.0 (equal numbers) is still served.
+        (SELECT coalesce(array_agg(n::orders), '{}') FROM new_rows n
+         WHERE NOT EXISTS (SELECT 1 FROM old_rows o WHERE o.id = n.id
+                           AND o.username = n.username AND o.orders = n.orders
+                           AND o.total_sum::text = n.total_sum::text)));
+    RETURN NULL;
+END $$;
+
+CREATE OR REPLACE FUNCTION orders_track_delete() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM orders_record_changes((SELECT coalesce(array_agg(o.id), '{}') FROM old_rows o), '{}');
+    RETURN NULL;
+END $$;
+
+-- Schema version 1 recorded changes row by row (about 86 us a row); drop its trigger.
 DROP TRIGGER IF EXISTS orders_track ON orders;
-CREATE TRIGGER orders_track AFTER INSERT OR UPDATE OR DELETE ON orders
-    FOR EACH ROW EXECUTE FUNCTION orders_track();
+DROP FUNCTION IF EXISTS orders_track();
+DROP FUNCTION IF EXISTS orders_record_change(bigint, text);
+
+DROP TRIGGER IF EXISTS orders_track_insert ON orders;
+CREATE TRIGGER orders_track_insert AFTER INSERT ON orders
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION orders_track_insert();
+DROP TRIGGER IF EXISTS orders_track_update ON orders;
+CREATE TRIGGER orders_track_update AFTER UPDATE ON orders
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION orders_track_update();
+DROP TRIGGER IF EXISTS orders_track_delete ON orders;
+CREATE TRIGGER orders_track_delete AFTER DELETE ON orders
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION orders_track_delete();
