@@ -43,57 +43,78 @@ LANGUAGE sql IMMUTABLE AS $$
         || ',"Orders":' || to_json(o.orders)::text || ',"TotalSum":' || o.total_sum::text || '}'
 $$;
 
--- Record the changes one statement made, in one set-based INSERT: a tombstone for each id
--- in `gone`, then each order in `written` with its entity. Sequence values go out in that
--- order, ids ascending, after the lock (see the top of this file).
-CREATE OR REPLACE FUNCTION orders_record_changes(gone bigint[], written orders[]) RETURNS void
-LANGUAGE plpgsql AS $$
-BEGIN
-    IF cardinality(gone) + cardinality(written) = 0 THEN
-        RETURN;  -- e.g. an update that changed nothing: no lock, no sequence value
-    END IF;
-    -- The lock key is the change table's own oid: one queue per schema.
-    PERFORM pg_advisory_xact_lock('changes'::regclass::oid::bigint);
-    INSERT INTO changes (seq, order_id, entity)
-    SELECT seq, order_id, '{"_id":"' || order_id || '","_updated":' || seq || ','
+-- The entity of a change: `document` is the order's JSON, or NULL for a tombstone.
+CREATE OR REPLACE FUNCTION change_entity(seq bigint, order_id bigint, document text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT '{"_id":"' || order_id || '","_updated":' || seq || ','
         || coalesce(substr(document, 2), '"_deleted":true}')
-    FROM (SELECT nextval('change_seq') AS seq, order_id, document
-          FROM (SELECT 0 AS kind, id AS order_id, NULL::text AS document FROM unnest(gone) AS id
-                UNION ALL
-                SELECT 1, (o).id, order_document(o) FROM unnest(written) AS o
-                ORDER BY kind, order_id) AS ordered) AS numbered
-    ON CONFLICT ON CONSTRAINT changes_order_id_key
-    DO UPDATE SET seq = excluded.seq, entity = excluded.entity;
-END $$;
+$$;
+
+-- Taken before a statement draws sequence values, held until commit (see the top of this
+-- file). The lock key is the change table's own oid: one queue per schema.
+CREATE OR REPLACE FUNCTION lock_changes() RETURNS void
+LANGUAGE sql AS $$ SELECT pg_advisory_xact_lock('changes'::regclass::oid::bigint) $$;
 
 -- One trigger per kind of statement (a trigger with transition tables takes one event).
+-- Each records all of its statement's changes in one INSERT ... SELECT that streams from
+-- the transition tables: set-based, and within work_mem-sized buffers however many rows
+-- the statement wrote. Sequence values go out in the order the statement wrote its rows
+-- (as version 1's row trigger did), an update's tombstones first.
 CREATE OR REPLACE FUNCTION orders_track_insert() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM orders_record_changes('{}', (SELECT coalesce(array_agg(n::orders), '{}') FROM new_rows n));
+    IF NOT EXISTS (SELECT FROM new_rows) THEN
+        RETURN NULL;  -- no sequence value, so no lock
+    END IF;
+    PERFORM lock_changes();
+    INSERT INTO changes (seq, order_id, entity)
+    SELECT seq, id, change_entity(seq, id, document)
+    FROM (SELECT nextval('change_seq') AS seq, n.id, order_document(n::orders) AS document
+          FROM new_rows n) AS numbered
+    ON CONFLICT ON CONSTRAINT changes_order_id_key
+    DO UPDATE SET seq = excluded.seq, entity = excluded.entity;
     RETURN NULL;
 END $$;
 
 CREATE OR REPLACE FUNCTION orders_track_update() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM orders_record_changes(
-        -- A changed key (possible with plain SQL) leaves a tombstone for the old id.
-        (SELECT coalesce(array_agg(o.id), '{}') FROM old_rows o
-         WHERE NOT EXISTS (SELECT 1 FROM new_rows n WHERE n.id = o.id)),
-        -- A row that changes nothing records nothing: Sesam would only receive noise.
-        -- total_sum is compared as text, so 8000 -> 8000.0 (equal numbers) is still served.
-        (SELECT coalesce(array_agg(n::orders), '{}') FROM new_rows n
-         WHERE NOT EXISTS (SELECT 1 FROM old_rows o WHERE o.id = n.id
-                           AND o.username = n.username AND o.orders = n.orders
-                           AND o.total_sum::text = n.total_sum::text)));
+    IF NOT EXISTS (SELECT FROM old_rows) THEN
+        RETURN NULL;
+    END IF;
+    -- A statement that touched rows takes the lock even if it changed nothing.
+    PERFORM lock_changes();
+    INSERT INTO changes (seq, order_id, entity)
+    SELECT seq, id, change_entity(seq, id, document)
+    FROM (SELECT nextval('change_seq') AS seq, id, document FROM (
+            -- A changed key (possible with plain SQL) leaves a tombstone for the old id.
+            SELECT 0 AS kind, o.id, NULL::text AS document FROM old_rows o
+            WHERE NOT EXISTS (SELECT FROM new_rows n WHERE n.id = o.id)
+            UNION ALL
+            -- A row that changes nothing records nothing: Sesam would only receive noise.
+            -- total_sum is compared as text, so 8000 -> 8000.0 (equal numbers) is served.
+            SELECT 1, n.id, order_document(n::orders) FROM new_rows n
+            WHERE NOT EXISTS (SELECT FROM old_rows o WHERE o.id = n.id
+                              AND o.username = n.username AND o.orders = n.orders
+                              AND o.total_sum::text = n.total_sum::text)
+            ORDER BY kind, id) AS ordered) AS numbered
+    ON CONFLICT ON CONSTRAINT changes_order_id_key
+    DO UPDATE SET seq = excluded.seq, entity = excluded.entity;
     RETURN NULL;
 END $$;
 
 CREATE OR REPLACE FUNCTION orders_track_delete() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM orders_record_changes((SELECT coalesce(array_agg(o.id), '{}') FROM old_rows o), '{}');
+    IF NOT EXISTS (SELECT FROM old_rows) THEN
+        RETURN NULL;
+    END IF;
+    PERFORM lock_changes();
+    INSERT INTO changes (seq, order_id, entity)
+    SELECT seq, id, change_entity(seq, id, NULL)
+    FROM (SELECT nextval('change_seq') AS seq, o.id FROM old_rows o) AS numbered
+    ON CONFLICT ON CONSTRAINT changes_order_id_key
+    DO UPDATE SET seq = excluded.seq, entity = excluded.entity;
     RETURN NULL;
 END $$;
 
