@@ -191,35 +191,56 @@ def test_a_slow_reader_outlasts_the_statement_timeout(pg_url, monkeypatch):
 
 
 def frontend_round_trips(trace: str) -> list[str]:
-    """The client's messages that wait for an answer (a simple Query, or the Sync that
-    ends an extended query), from a libpq protocol trace."""
+    """The client's messages that wait for an answer, from a libpq protocol trace: a simple
+    Query (with its text), or the Sync that ends an extended query."""
     messages = [line.split("\t") for line in trace.splitlines() if line.startswith("F\t")]
-    return [fields[2] for fields in messages if fields[2] in ("Query", "Sync")]
+    return [fields[2] + fields[3] if fields[2] == "Query" else fields[2]
+            for fields in messages if fields[2] in ("Query", "Sync")]
 
 
-def test_a_small_pull_is_one_round_trip_and_leaves_the_connection_transactional(pg_url, tmp_path):
-    """A pull that fits the first read is a single statement, its own snapshot: no BEGIN
-    and no ROLLBACK around it. The connection goes back to the pool as it came, so a
+def traced_round_trips(store, trace_path, read) -> list[str]:
+    """Run `read` with the store's only connection traced; return its round trips."""
+    with open(trace_path, "w") as trace:
+        with store.pool.connection() as connection:
+            connection.pgconn.trace(trace.fileno())
+            connection.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+        read()
+        with store.pool.connection() as connection:
+            connection.pgconn.untrace()
+    return frontend_round_trips(trace_path.read_text())
+
+
+def read_whole(store, since, limit) -> list[int]:
+    stream = store.open_changes(since, limit)
+    try:
+        return [count for _, count in stream.chunks()]
+    finally:
+        stream.close()
+
+
+def test_pulls_take_few_round_trips_and_leave_the_connection_transactional(pg_url, tmp_path):
+    """A pull that fits the first read is a single statement, its own snapshot: one round
+    trip. A longer stream opens its read-only transaction and lifts the statement timeout
+    in one message. Either way the connection goes back to the pool as it came, so a
     write that borrows it next is still all or nothing."""
-    from service.store.postgresql import PostgresStore
-    store = PostgresStore(pg_url, max_connections=1)  # the pull and the write share it
-    trace_path = tmp_path / "libpq.trace"
+    from service.store.postgresql import STREAM_TIMEOUT_MS, PostgresStore
+    store = PostgresStore(pg_url, max_connections=1)  # the pulls and the write share it
     try:
         store.migrate()
         store.bulk_load(Order(i, "ann", "x", "1") for i in range(1, 301))
-        with open(trace_path, "w") as trace:
-            with store.pool.connection() as connection:
-                connection.pgconn.trace(trace.fileno())
-                connection.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
-            small = store.open_changes(200, 10)
-            try:
-                assert [count for _, count in small.chunks()] == [10]
-            finally:
-                small.close()
-            with store.pool.connection() as connection:
-                connection.pgconn.untrace()
-                assert (connection.autocommit, connection.read_only) == (False, False)
-        assert frontend_round_trips(trace_path.read_text()) == ["Sync"]  # the SELECT alone
+        counts = {}
+        small = traced_round_trips(store, tmp_path / "small.trace",
+                                   lambda: counts.update(small=read_whole(store, 200, 10)))
+        assert small == ["Sync"]  # the SELECT alone
+        stream = traced_round_trips(store, tmp_path / "stream.trace",
+                                    lambda: counts.update(stream=read_whole(store, 0, None)))
+        assert counts == {"small": [10], "stream": [100, 200]}
+        assert stream == [
+            f'Query "BEGIN READ ONLY; SET LOCAL statement_timeout = {STREAM_TIMEOUT_MS}"',
+            "Sync", 'Query "ROLLBACK"']
+        with store.pool.connection() as connection:
+            assert not connection.autocommit and not connection.read_only
+            assert connection.execute("SHOW statement_timeout").fetchone() == ("30s",)
         with pytest.raises(StoreRejected):  # the second order breaks a constraint
             store.upsert_orders([Order(5, "bob", "x", "1"), Order(6, "bob", "x", "-1")])
         with store.pool.connection() as connection:

@@ -70,17 +70,17 @@ class PostgresChangeStream(ChunkedReads):
         self._rows: Iterator[str] | None = None
         try:
             with _translated_errors():
-                if limit is not None and limit <= FIRST_CHUNK_ROWS:
-                    # A pull that fits the first read is one statement, which is its
-                    # own snapshot: no transaction, so one round trip instead of three
-                    # (BEGIN, SELECT, ROLLBACK). It ends before any byte goes out, so
-                    # the 30 s statement timeout is right for it.
-                    self._connection.autocommit = True
-                else:
-                    # The query runs as long as the client takes to read it: Sesam's own
-                    # read timeout bounds a stream, not the 30 s meant for other statements.
-                    self._connection.read_only = True
-                    self._connection.execute(f"SET LOCAL statement_timeout = {STREAM_TIMEOUT_MS}")
+                # The stream manages its transaction itself, to save round trips.
+                self._connection.autocommit = True
+                if limit is None or limit > FIRST_CHUNK_ROWS:
+                    # A read-only transaction whose query may run as long as the client
+                    # takes to read it: Sesam's own read timeout bounds a stream, not the
+                    # 30 s meant for other statements. One message, so one round trip.
+                    self._connection.execute(
+                        f"BEGIN READ ONLY; SET LOCAL statement_timeout = {STREAM_TIMEOUT_MS}")
+                # else: a pull that fits the first read is one statement, which is its own
+                # snapshot, so it needs no transaction. It ends before any byte goes out,
+                # so the 30 s statement timeout is right for it.
                 cursor = self._connection.cursor(row_factory=scalar_row)
                 self._rows = cursor.stream(ENTITY_SQL, (since, limit), size=STREAM_FETCH_ROWS)
                 self._first = self._read(FIRST_CHUNK_ROWS)
@@ -110,7 +110,7 @@ class PostgresChangeStream(ChunkedReads):
             if self._rows is not None:
                 self._rows.close()  # a query still running is cancelled
             connection.rollback()  # ends the read transaction and the SET LOCAL with it
-            connection.autocommit = connection.read_only = False
+            connection.autocommit = False
         except psycopg.Error:
             # Broken, or not reset: never lend it out like that (a write on an
             # autocommit connection would not be all or nothing). The pool replaces it.
