@@ -81,12 +81,18 @@ def live_orders(database_url: str) -> dict[str, tuple]:
 
 def load_orders(database_url: str, count: int) -> str:
     """Migrate and bulk-load orders 1..count (through the store's own bulk path)."""
-    from service.store import Order, open_store
+    from service.store import Order
+    return load_into(database_url, (Order(i, f"user{i}", "Thinkpad X1 Carbon", f"{i % 9000}.50")
+                                    for i in range(1, count + 1)))
+
+
+def load_into(database_url: str, orders) -> str:
+    """Migrate and bulk-load the given orders (through the store's own bulk path)."""
+    from service.store import open_store
     store = open_store(database_url)
     try:
         store.migrate()
-        store.bulk_load(Order(i, f"user{i}", "Thinkpad X1 Carbon", f"{i % 9000}.50")
-                        for i in range(1, count + 1))
+        store.bulk_load(orders)
     finally:
         store.close()
     return database_url

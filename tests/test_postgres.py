@@ -13,7 +13,7 @@ import pytest
 from service.app import create_app
 from service.config import load_settings
 from service.store import Order, StoreRejected, open_store
-from tests.databases import fresh_database, live_orders
+from tests.databases import fresh_database, live_orders, load_into
 from tests.servers import free_port, raw_get, start_gunicorn
 from tests.sesam_emulator import Pipe, PipeConfig, http_transport
 from tests.targets import http_target
@@ -152,15 +152,6 @@ def test_writes_from_psql_are_tracked(pg_url):
     assert entities[0]["TotalSum"] == 7.25
 
 
-def load_orders_of(url: str, orders) -> None:
-    store = open_store(url)
-    try:
-        store.migrate()
-        store.bulk_load(orders)
-    finally:
-        store.close()
-
-
 def order(order_id: int, name: str) -> dict:
     return {"id": order_id, "Username": name, "Orders": "Thinkpad", "TotalSum": 10}
 
@@ -170,7 +161,7 @@ def test_a_slow_reader_outlasts_the_statement_timeout(pg_url, monkeypatch):
     timeout meant for other statements must not cut it (here 0.3 s against a reader
     that takes over a second for 20 MB, more than the sockets buffer)."""
     from service.store import postgresql
-    load_orders_of(pg_url, [Order(i, "ann", "x" * 4000, "1") for i in range(1, 5001)])
+    load_into(pg_url, (Order(i, "ann", "x" * 4000, "1") for i in range(1, 5001)))
     monkeypatch.setattr(postgresql, "STATEMENT_TIMEOUT_MS", 300)
     store = postgresql.PostgresStore(pg_url)
     try:
