@@ -78,7 +78,7 @@ $(BENCH_STAMP): $(STAMP) tests/bench/requirements.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -r tests/bench/requirements.txt
 	touch $@
 
-bench: $(BENCH_STAMP) ## Benchmark service vs peer vs nginx (BENCH_ARGS="--orders 1000000", "--quick")
+bench: $(BENCH_STAMP) ## Benchmark service vs peer, floor and nginx (BENCH_ARGS="--orders 1000000", "--quick")
 	$(BIN)/python -m tests.bench $(BENCH_ARGS)
 
 clean: ## Remove the virtual environment, caches and local data

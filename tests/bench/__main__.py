@@ -1,11 +1,12 @@
-"""`make bench`: the service against the baseline peer and the limit (nginx), in one run.
+"""`make bench`: the service against the baseline peer, the floor and the limit, in one run.
 
     python -m tests.bench [--orders 1000000] [--sizes 10000,100000,1000000] [--quick]
 
 For each size: generate seeded orders, load them through the store's bulk path (the load
 rate is reported), start the real service under gunicorn with its production config, the
-peer (tests/bench/peer.py) and nginx serving a static file holding exactly the service's
-full-sync bytes; then measure full sync (wall time, entities/s, MB/s, time to first byte,
+peer (tests/bench/peer.py), the floor (tests/bench/floor.py: the same gunicorn config
+serving a Flask app that answers with the service's own bytes, no database) and nginx
+serving a static file holding exactly the service's full-sync bytes; then measure full sync (wall time, entities/s, MB/s, time to first byte,
 peak RSS and PSS over all processes), an incremental pull of the last 1,000 changes, and
 small pulls of 10 entities under concurrent load (wrk). Every timed body is checked.
 Prints one table, writes JSON, a Markdown table and a PNG chart to --out.
@@ -166,6 +167,16 @@ http {{
     return Target("limit", port, process.pid, "/full.json", "/small.json", "", process=process)
 
 
+def start_floor(folder: Path, full_body: bytes, small_body: bytes) -> Target:
+    (folder / "floor-full.json").write_bytes(full_body)
+    (folder / "floor-small.json").write_bytes(small_body)
+    server = start_gunicorn(f"sqlite:///{folder}/floor.sqlite3", folder, app="tests.bench.floor:app",
+                            FLOOR_FULL_BODY=str(folder / "floor-full.json"),
+                            FLOOR_SMALL_BODY=str(folder / "floor-small.json"))
+    return Target("floor", server.port, server.process.pid, "/api/orders", "/api/orders?limit=10", "",
+                  process=server.process, stop_fn=server.stop)
+
+
 def wait_for(port: int, path: str, process: subprocess.Popen, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -252,6 +263,9 @@ def bench_size(count: int, args, scratch: Path, backend: str) -> dict:
             peer = start_peer(count, args.seed, folder / "peer.log")
             targets.append(peer)
             measure_full(peer, args.repeats, count, None)
+            floor = start_floor(folder, reference, small)
+            targets.append(floor)
+            measure_full(floor, args.repeats, count, reference)
             limit = start_nginx(folder / "nginx", reference, small)
             if limit:
                 targets.append(limit)
@@ -271,7 +285,7 @@ def bench_size(count: int, args, scratch: Path, backend: str) -> dict:
     result = {"orders": count, "backend": backend, "load_seconds": load_seconds,
               "load_orders_per_s": count / load_seconds,
               "targets": {target.name: target.results for target in targets}}
-    if len(targets) < 3:
+    if "limit" not in result["targets"]:
         result["note"] = "nginx is not installed: the limit was skipped (apt-get install nginx-light)"
     return result
 
@@ -282,8 +296,8 @@ def table(results: list[dict]) -> str:
     rows = ["| orders | backend | target | full sync s (median, min-max) | entities/s | MB/s | first byte ms "
             "| peak RSS MB | peak PSS MB | incr. 1000 ms (median / p99) "
             "| small pulls req/s (median, min-max; p50 / p99 ms) "
-            "| vs limit | vs peer |",
-            "|" + "---|" * 13]
+            "| vs limit | vs peer | small pulls vs floor |",
+            "|" + "---|" * 14]
     for result in results:
         named = result["targets"]
         for name, figures in named.items():
@@ -292,6 +306,10 @@ def table(results: list[dict]) -> str:
             small = figures.get("small_pulls", {})
             vs = lambda other: (f"{full['entities_per_s'] / named[other]['full_sync']['entities_per_s']:.2f}x"
                                 if other in named and name == "service" else "")
+            floor_small = named.get("floor", {}).get("small_pulls", {})
+            vs_floor = (f"{small['requests_per_s'] / floor_small['requests_per_s']:.2f}x"
+                        if name == "service" and "requests_per_s" in small and "requests_per_s" in floor_small
+                        else "")
             rows.append(
                 f"| {result['orders']:,} | {result['backend']} | {name} | {full['seconds_median']:.3f} "
                 f"({full['seconds_min']:.3f}-{full['seconds_max']:.3f}) | {full['entities_per_s']:,.0f} "
@@ -301,7 +319,7 @@ def table(results: list[dict]) -> str:
                 + " | " + (f"{small['requests_per_s']:,.0f} ({small['requests_per_s_min']:,.0f}-"
                            f"{small['requests_per_s_max']:,.0f}; {small['p50_ms']:.2f} / {small['p99_ms']:.2f})"
                            if "requests_per_s" in small else small.get("skipped", ""))
-                + f" | {vs('limit')} | {vs('peer')} |")
+                + f" | {vs('limit')} | {vs('peer')} | {vs_floor} |")
     return "\n".join(rows)
 
 
@@ -310,7 +328,7 @@ def chart(results: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for name, style in (("service", "o-"), ("peer", "s--"), ("limit", "^:")):
+    for name, style in (("service", "o-"), ("peer", "s--"), ("floor", "d-."), ("limit", "^:")):
         points = [(r["orders"], r["targets"][name]["full_sync"]) for r in results
                   if name in r["targets"] and r["backend"] == results[0]["backend"]]
         if points:
