@@ -131,12 +131,18 @@ def start_peer(count: int, seed: int, log: Path) -> Target:
                   f"/api/orders?since={count - 1000}", process=process)
 
 
-def start_nginx(folder: Path, full_body: bytes, small_body: bytes) -> Target | None:
+def write_bodies(www: Path, full_body: bytes, small_body: bytes) -> Path:
+    """The service's full-sync and small-pull bytes, once, for the floor and the limit to serve."""
+    www.mkdir()
+    (www / "full.json").write_bytes(full_body)
+    (www / "small.json").write_bytes(small_body)
+    return www
+
+
+def start_nginx(folder: Path, www: Path) -> Target | None:
     if not shutil.which("nginx"):
         return None
-    (folder / "www").mkdir(parents=True)
-    (folder / "www" / "full.json").write_bytes(full_body)
-    (folder / "www" / "small.json").write_bytes(small_body)
+    folder.mkdir()
     os.chmod(folder, 0o755)
     port = free_port()
     (folder / "nginx.conf").write_text(f"""
@@ -155,7 +161,7 @@ http {{
   uwsgi_temp_path {folder}/tmp; scgi_temp_path {folder}/tmp;
   server {{
     listen 127.0.0.1:{port};
-    root {folder}/www;
+    root {www};
     location = /health {{ return 200 '{{"status":"ok"}}'; }}
   }}
 }}
@@ -167,12 +173,9 @@ http {{
     return Target("limit", port, process.pid, "/full.json", "/small.json", "", process=process)
 
 
-def start_floor(folder: Path, full_body: bytes, small_body: bytes) -> Target:
-    (folder / "floor-full.json").write_bytes(full_body)
-    (folder / "floor-small.json").write_bytes(small_body)
+def start_floor(folder: Path, www: Path) -> Target:
     server = start_gunicorn(f"sqlite:///{folder}/floor.sqlite3", folder, app="tests.bench.floor:app",
-                            FLOOR_FULL_BODY=str(folder / "floor-full.json"),
-                            FLOOR_SMALL_BODY=str(folder / "floor-small.json"))
+                            FLOOR_FULL_BODY=str(www / "full.json"), FLOOR_SMALL_BODY=str(www / "small.json"))
     return Target("floor", server.port, server.process.pid, "/api/orders", "/api/orders?limit=10", "",
                   process=server.process, stop_fn=server.stop)
 
@@ -263,10 +266,11 @@ def bench_size(count: int, args, scratch: Path, backend: str) -> dict:
             peer = start_peer(count, args.seed, folder / "peer.log")
             targets.append(peer)
             measure_full(peer, args.repeats, count, None)
-            floor = start_floor(folder, reference, small)
+            www = write_bodies(folder / "www", reference, small)
+            floor = start_floor(folder, www)
             targets.append(floor)
             measure_full(floor, args.repeats, count, reference)
-            limit = start_nginx(folder / "nginx", reference, small)
+            limit = start_nginx(folder / "nginx", www)
             if limit:
                 targets.append(limit)
                 measure_full(limit, args.repeats, count, reference)
