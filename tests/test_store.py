@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from service.store import Order, StoreRejected, StoreUnavailable, open_store
-from service.store.sqlite import CHUNK_ROWS, SqliteStore
+from service.store.base import CHUNK_ROWS
+from service.store.sqlite import SqliteStore
 from tests.databases import plain_sql
 
 
@@ -26,6 +27,16 @@ def changes(store, since=0, limit=None):
 
 def sequence(entities):
     return [entity["_updated"] for entity in entities]
+
+
+def increasing(values):
+    """Strictly increasing, so unique: what every stream's `_updated` values must be."""
+    return all(a < b for a, b in zip(values, values[1:]))
+
+
+def last_updated(store):
+    """The `_updated` of the newest change: a pipe's offset after a full read."""
+    return changes(store)[-1]["_updated"]
 
 
 @pytest.fixture
@@ -47,7 +58,7 @@ def test_migrate_is_idempotent(any_store, database_url, backend):
     any_store.migrate()
     with plain_sql(database_url) as connection:
         assert connection.execute("SELECT version FROM schema_version").fetchall() \
-            == [({"sqlite": 1, "postgresql": 2}[backend],)]
+            == [({"sqlite": 2, "postgresql": 3}[backend],)]
 
 
 def test_sqlite_uses_wal(sqlite_store):
@@ -55,43 +66,53 @@ def test_sqlite_uses_wal(sqlite_store):
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_every_write_takes_the_next_sequence_value(any_store):
+def test_every_write_takes_a_new_higher_sequence_value(any_store):
     any_store.upsert_orders([order(1), order(2)])
+    first = last_updated(any_store)
     any_store.upsert_orders([order(1, "bob")])
     any_store.delete_order(2)
     entities = changes(any_store)
-    assert [(e["_id"], e["_updated"]) for e in entities] == [("1", 3), ("2", 4)]
+    assert [e["_id"] for e in entities] == ["1", "2"]
+    assert first < entities[0]["_updated"] < entities[1]["_updated"]
     assert entities[0]["Username"] == "bob"
-    assert entities[1] == {"_id": "2", "_updated": 4, "_deleted": True}
+    assert entities[1] == {"_id": "2", "_updated": entities[1]["_updated"], "_deleted": True}
 
 
 def test_an_update_that_changes_nothing_records_nothing(any_store):
     any_store.upsert_orders([order(1)])
+    before = changes(any_store)
     assert any_store.upsert_orders([order(1)]) == (0, 1)
-    assert sequence(changes(any_store)) == [1]
+    assert changes(any_store) == before
 
 
 def test_a_recreated_order_replaces_its_tombstone(any_store):
     any_store.upsert_orders([order(1)])
     assert any_store.delete_order(1)
+    deleted = last_updated(any_store)
     assert not any_store.delete_order(1)
+    assert last_updated(any_store) == deleted  # deleting nothing records nothing
     assert any_store.upsert_orders([order(1, "again")]) == (1, 0)
-    assert [(e["_updated"], e.get("_deleted"), e.get("Username")) for e in changes(any_store)] \
-        == [(3, None, "again")]
+    [entity] = changes(any_store)
+    assert entity["_updated"] > deleted and "_deleted" not in entity
+    assert entity["Username"] == "again"
 
 
 def test_sequence_values_are_never_reused(any_store):
     any_store.upsert_orders([order(1), order(2)])
-    any_store.upsert_orders([order(2, "x")])  # seq 3 replaces seq 2
+    one, two = sequence(changes(any_store))
+    any_store.upsert_orders([order(2, "x")])  # a new value replaces order 2's
     any_store.upsert_orders([order(3)])
-    assert sequence(changes(any_store)) == [1, 3, 4]
+    values = sequence(changes(any_store))
+    assert values[0] == one and two not in values and increasing([two] + values[1:])
 
 
 def test_since_and_limit(any_store):
     any_store.bulk_load(order(i) for i in range(1, 26))
-    assert sequence(changes(any_store, since=21)) == [22, 23, 24, 25]
-    assert sequence(changes(any_store, since=20, limit=3)) == [21, 22, 23]
-    assert changes(any_store, since=25) == []
+    full = sequence(changes(any_store))
+    assert len(full) == 25 and increasing(full)
+    assert sequence(changes(any_store, since=full[20])) == full[21:]
+    assert sequence(changes(any_store, since=full[19], limit=3)) == full[20:23]
+    assert changes(any_store, since=full[-1]) == []
 
 
 def test_a_stream_reads_one_snapshot_while_others_write(any_store):
@@ -110,20 +131,24 @@ def test_a_stream_reads_one_snapshot_while_others_write(any_store):
     finally:
         stream.close()
     entities = json.loads(b"[" + b",".join(texts) + b"]")
-    assert first_count < total and sequence(entities) == list(range(1, total + 1))
+    assert first_count < total and len(entities) == total and increasing(sequence(entities))
     assert [e["Username"] for e in entities[-2:]] == ["ann", "ann"]
-    assert sequence(changes(any_store, since=total)) == [total + 1, total + 2, total + 3]
+    later = changes(any_store, since=entities[-1]["_updated"])
+    assert [(e["_id"], e.get("_deleted", False)) for e in later] == [
+        (str(total), False), (str(total + 1), False), (str(total - 1), True)]
 
 
 @pytest.mark.parametrize("since, limit, exhausted", [
     (0, 5, True),                    # the limit fits the first read
     (0, None, False),                # more rows than the first read takes
     (2 * CHUNK_ROWS, None, True),    # the tail is shorter than the first read
-    (3 * CHUNK_ROWS, None, True),    # nothing after since
+    (2 * CHUNK_ROWS + 10, None, True),  # nothing after since
 ])
 def test_a_stream_knows_when_it_has_read_everything(any_store, since, limit, exhausted):
+    """`since` counts changes here: the stream starts after the since-th one."""
     any_store.bulk_load(order(i) for i in range(1, 2 * CHUNK_ROWS + 11))
-    stream = any_store.open_changes(since, limit)
+    full = sequence(changes(any_store))
+    stream = any_store.open_changes(full[since - 1] if since else 0, limit)
     try:
         assert stream.exhausted is exhausted
         assert sum(count for _, count in stream.chunks()) == min(limit or 10**9, max(0, 2 * CHUNK_ROWS + 10 - since))
@@ -141,12 +166,13 @@ def test_exact_decimals_come_back_as_numbers_with_their_scale(any_store):
 
 def test_writes_with_plain_sql_are_tracked_like_service_writes(any_store, database_url):
     any_store.upsert_orders([order(1), order(2)])
+    mark = last_updated(any_store)
     with plain_sql(database_url) as connection:  # another program, with the database's own driver
         connection.execute("INSERT INTO orders VALUES (3, 'carl', 'Mac', 99.5)")
         connection.execute("UPDATE orders SET username = 'anna' WHERE id = 1")
         connection.execute("DELETE FROM orders WHERE id = 2")
-    entities = changes(any_store, since=2)
-    assert [(e["_id"], e["_updated"]) for e in entities] == [("3", 3), ("1", 4), ("2", 5)]
+    entities = changes(any_store, since=mark)
+    assert [e["_id"] for e in entities] == ["3", "1", "2"] and increasing([mark] + sequence(entities))
     assert entities[0]["TotalSum"] == 99.5 and entities[1]["Username"] == "anna"
     assert entities[2]["_deleted"] is True
 
@@ -155,20 +181,21 @@ def test_one_statement_writing_many_rows_tracks_each_row(any_store, database_url
     """PostgreSQL records a statement's changes together, SQLite row by row: either way
     every row a statement really changed gets one new sequence value, and no other row."""
     any_store.upsert_orders([order(1), order(2), order(3), order(4)])
+    untouched, mark = changes(any_store)[3], last_updated(any_store)
     with plain_sql(database_url) as connection:
         connection.execute("UPDATE orders SET username = CASE WHEN id = 1 THEN 'anna' "
                            "ELSE username END")  # changes order 1 only
         connection.execute("UPDATE orders SET id = id + 10 WHERE id IN (2, 3)")
         connection.execute("INSERT INTO orders VALUES (5, 'eve', 'Pixel', 5), (6, 'fay', 'Pixel', 6)")
         connection.execute("DELETE FROM orders WHERE id IN (13, 6)")
-    entities = changes(any_store, since=4)
-    # 9 changes drew 5..13 (order 1; 2 and 3 moved: 4; two inserts; two deletes); an
-    # order changed twice keeps its latest value only.
-    assert sequence(entities) == sorted(set(sequence(entities))) and sequence(entities)[-1] == 13
+    entities = changes(any_store, since=mark)
+    # 9 changes (order 1; 2 and 3 moved: 4; two inserts; two deletes); an order changed
+    # twice keeps its latest value only.
+    assert increasing([mark] + sequence(entities))
     state = {e["_id"]: e.get("_deleted", False) for e in entities}
     assert state == {"1": False, "2": True, "3": True, "12": False, "13": True, "5": False,
                      "6": True}
-    assert sequence(changes(any_store, since=0, limit=1)) == [4]  # order 4: untouched
+    assert changes(any_store, since=0, limit=1) == [untouched]
     assert json.loads(any_store.get_order(12))["Username"] == "ann"
 
 
@@ -180,24 +207,27 @@ def test_a_bulk_batch_may_repeat_an_id_and_the_last_one_wins(any_store):
 
 def test_writes_from_another_process_are_tracked(sqlite_store):
     sqlite_store.upsert_orders([order(1)])
+    mark = last_updated(sqlite_store)
     script = f"""
 import sqlite3
 c = sqlite3.connect({str(sqlite_store.path)!r}, isolation_level=None)
 c.execute("INSERT INTO orders VALUES (3, 'carl', 'Mac', '1')")
 """
     subprocess.run([sys.executable, "-c", script], check=True)
-    assert [e["_id"] for e in changes(sqlite_store, since=1)] == ["3"]
+    assert [e["_id"] for e in changes(sqlite_store, since=mark)] == ["3"]
 
 
 @pytest.mark.skipif(shutil.which("sqlite3") is None, reason="the sqlite3 shell is not installed")
 def test_writes_from_the_sqlite3_shell_are_tracked(sqlite_store):
     sqlite_store.upsert_orders([order(1)])
+    mark = last_updated(sqlite_store)
     subprocess.run(["sqlite3", str(sqlite_store.path),
                     "INSERT INTO orders VALUES (5, 'eve', 'Pixel', '7.25');"
                     "UPDATE orders SET id = 6 WHERE id = 1;"], check=True)
-    entities = changes(sqlite_store, since=1)
-    assert [(e["_id"], e["_updated"], e.get("_deleted", False)) for e in entities] == [
-        ("5", 2, False), ("1", 3, True), ("6", 4, False)]
+    entities = changes(sqlite_store, since=mark)
+    assert [(e["_id"], e.get("_deleted", False)) for e in entities] == [
+        ("5", False), ("1", True), ("6", False)]
+    assert increasing([mark] + sequence(entities))
 
 
 @pytest.mark.parametrize("sql", [
@@ -220,9 +250,10 @@ def test_the_database_refuses_rows_it_could_not_serve(any_store, database_url, b
 
 def test_a_batch_is_all_or_nothing(any_store):
     any_store.upsert_orders([order(1)])
+    before = changes(any_store)
     with pytest.raises(StoreRejected):
         any_store.upsert_orders([order(2), Order(3, "~bad", "x", "1")])
-    assert sequence(changes(any_store)) == [1] and any_store.get_order(2) is None
+    assert changes(any_store) == before and any_store.get_order(2) is None
 
 
 def test_load_if_empty_loads_once(any_store):
@@ -243,18 +274,20 @@ def test_a_missing_schema_is_unavailable_not_a_crash(tmp_path):
 
 def test_a_read_only_database_refuses_writes_clearly(sqlite_store, tmp_path):
     sqlite_store.upsert_orders([order(1)])
+    before = changes(sqlite_store)
     read_only = SqliteStore(f"file:{sqlite_store.path}?mode=ro")
     read_only._connect = lambda: sqlite3.connect(f"file:{sqlite_store.path}?mode=ro", uri=True,
                                                  isolation_level=None)
     with pytest.raises(StoreUnavailable, match="read-only"):
         read_only.upsert_orders([order(2)])
-    assert sequence(changes(sqlite_store)) == [1]
+    assert changes(sqlite_store) == before
 
 
 def test_bulk_load_reports_count_and_tracks_everything(any_store):
     assert any_store.bulk_load((order(i) for i in range(1, 2501)), batch_size=1000) == 2500
     entities = changes(any_store)
-    assert len(entities) == 2500 and sequence(entities) == list(range(1, 2501))
+    assert len(entities) == 2500 and increasing(sequence(entities))
+    assert [e["_id"] for e in entities] == [str(i) for i in range(1, 2501)]
 
 
 def test_a_postgres_server_that_is_down_is_unavailable_not_a_crash():
@@ -272,6 +305,7 @@ def test_a_postgres_server_that_is_down_is_unavailable_not_a_crash():
 
 def test_a_new_scale_of_an_equal_sum_is_a_change(any_store):
     any_store.upsert_orders([order(1, total="8000")])
+    first = last_updated(any_store)
     any_store.upsert_orders([order(1, total="8000.0")])
-    assert sequence(changes(any_store)) == [2]
+    assert last_updated(any_store) > first
     assert '"TotalSum":8000.0' in any_store.get_order(1)

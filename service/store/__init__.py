@@ -1,10 +1,11 @@
 """Pick the store backend from DATABASE_URL."""
 from __future__ import annotations
 
-from .base import ChangeStream, Order, Store, StoreError, StoreRejected, StoreUnavailable
+from .base import (ChangeStream, Order, Restore, SinceAhead, Store, StoreError, StoreIdentity,
+                   StoreRejected, StoreUnavailable)
 
-__all__ = ["ChangeStream", "Order", "Store", "StoreError", "StoreRejected",
-           "StoreUnavailable", "open_store"]
+__all__ = ["ChangeStream", "Order", "Restore", "SinceAhead", "Store", "StoreError",
+           "StoreIdentity", "StoreRejected", "StoreUnavailable", "open_store"]
 
 
 def open_store(database_url: str) -> Store:

@@ -6,10 +6,25 @@ ready-made entity JSON text and the errors below.
 from __future__ import annotations
 
 import itertools
+import uuid
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Protocol, TypeVar
 
 T = TypeVar("T")
+
+CHUNK_ROWS = 2000
+FIRST_CHUNK_ROWS = 100  # read before the headers go out: small, for a quick first byte
+
+# `_updated` values come from the clock: microseconds since the epoch, and at least one
+# more than the previous value (schema_*.sql). A store created or restored later than
+# another therefore never hands out a value that a pipe of the earlier one may hold.
+# They stay below 2**53, so every JSON client reads them exactly (a double holds them);
+# the databases refuse a value at or past it, which the clock reaches in the year 2255.
+MAX_UPDATED = 2 ** 53 - 1
+# After a restore, new values start this far past the clock. Values run ahead of the clock
+# only while writes come faster than one per microsecond, and only by as much as such a
+# burst wrote; a minute of lead is sixty million changes written in no time at all.
+RESTORE_MARGIN_US = 60_000_000
 
 
 @dataclass(frozen=True)
@@ -21,13 +36,60 @@ class Order:
     total_sum: str
 
 
+@dataclass(frozen=True)
+class StoreIdentity:
+    """Who the store is, as the pull protocol's X-Dataset-* headers tell a pipe.
+
+    `generation` is made when the schema is first created and never changes: a store
+    created anew (a lost SQLite file, a dropped database) has another one. `restore_uuid`
+    and `restore_offset` are set by `python -m service restored` after a backup was
+    restored. `max_updated` is the highest `_updated` committed, in the snapshot the
+    pull reads (None while the store has no changes at all)."""
+    generation: str
+    restore_uuid: str | None
+    restore_offset: int | None
+    max_updated: int | None
+
+
+def new_generation() -> str:
+    return str(uuid.uuid4())
+
+
 class ChunkedReads:
-    """The reading loop both backends' streams share. A stream reads its first chunk when
-    it opens; `_read()` reads the next one (database errors already translated) and sets
-    `exhausted` once the database holds nothing more for the stream."""
+    """The reading loop both backends' streams share. A stream reads the store's identity
+    and its first chunk when it opens (in one snapshot); `_read()` reads the next chunk
+    (database errors already translated) and sets `exhausted` once the database holds
+    nothing more for the stream."""
 
     exhausted = False
     _first: tuple[bytes, int] | None = None
+    identity: StoreIdentity
+
+    _left: int | None = None  # entities the limit still allows; None: no limit
+
+    @staticmethod
+    def fits_first_read(limit: int | None) -> bool:
+        """A pull that fits the first read is one statement, its own snapshot; any longer
+        one reads in a transaction, so every chunk comes from the first read's snapshot."""
+        return limit is not None and limit <= FIRST_CHUNK_ROWS
+
+    def _next_size(self, rows: int) -> int:
+        """How many entities the next read asks for: a chunk, or what the limit leaves."""
+        return rows if self._left is None else min(rows, self._left)
+
+    def _counted(self, text: bytes, count: int, size: int) -> tuple[bytes, int] | None:
+        """Book a read of `count` entities out of `size` asked for: fewer means the
+        snapshot holds no more; so does a limit used up."""
+        if self._left is not None:
+            self._left -= count
+        self.exhausted = count < size or self._left == 0
+        return (text, count) if count else None
+
+    def _check_since(self, since: int) -> None:
+        """A `since` past everything the store ever committed was handed out by another
+        store (one lost or restored): say so, rather than answer an empty page."""
+        if since > (self.identity.max_updated or 0):
+            raise SinceAhead(since, self.identity)
 
     def _read(self) -> tuple[bytes, int] | None:
         raise NotImplementedError
@@ -53,6 +115,28 @@ class StoreRejected(StoreError):
     """The database refused the data (a constraint); nothing was written."""
 
 
+class SinceAhead(StoreError):
+    """A pull's `since` is greater than the highest `_updated` this store has committed:
+    the client's offset comes from another incarnation of the store."""
+
+    def __init__(self, since: int, identity: StoreIdentity):
+        self.since, self.identity = since, identity
+        highest = "it holds no changes" if identity.max_updated is None \
+            else f"its highest _updated is {identity.max_updated}"
+        super().__init__(
+            f"since={since} is ahead of this store ({highest}; generation "
+            f"{identity.generation}): the offset comes from a store that was recreated or "
+            "restored. Reset the pipe, which runs a full sync")
+
+
+@dataclass(frozen=True)
+class Restore:
+    """What `record_restore` did: the new restore id, and the offsets around it."""
+    restore_uuid: str
+    restore_offset: int | None
+    next_updated_above: int
+
+
 class ChangeStream(Protocol):
     """An open read of the change log, in ascending `_updated` order. Opening it reads
     the first chunk, so a database error is raised before any response is started."""
@@ -69,6 +153,10 @@ class ChangeStream(Protocol):
     def close(self) -> None:
         """Release the cursor and connection; safe to call more than once."""
 
+    @property
+    def identity(self) -> StoreIdentity:
+        """The store's identity, read in the same snapshot as the stream."""
+
 
 class Store(Protocol):
     def migrate(self) -> None:
@@ -81,7 +169,13 @@ class Store(Protocol):
         """Raise StoreUnavailable unless the database answers."""
 
     def open_changes(self, since: int, limit: int | None) -> ChangeStream:
-        """Open a read of the changes after `since` (exclusive), at most `limit` of them."""
+        """Open a read of the changes after `since` (exclusive), at most `limit` of them;
+        raise SinceAhead if `since` is past the highest `_updated` committed."""
+
+    def record_restore(self, past: int = 0) -> Restore:
+        """After a backup was restored: record a new restore id with the highest offset
+        committed now, and move the change counter past the clock (and past `past`), so
+        no value the lost timeline may have served is handed out again."""
 
     def get_order(self, order_id: int) -> str | None:
         """Return the live order as JSON text (the entity without `_id`/`_updated`), or None."""

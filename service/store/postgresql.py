@@ -12,11 +12,12 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import scalar_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from .base import ChunkedReads, Order, StoreRejected, StoreUnavailable, batches
+from .base import (CHUNK_ROWS, FIRST_CHUNK_ROWS, RESTORE_MARGIN_US, ChunkedReads, Order,
+                   Restore, StoreIdentity, StoreRejected, StoreUnavailable, batches,
+                   new_generation)
 
-SCHEMA_VERSION = 2  # 2: changes recorded per statement, set-based
-CHUNK_ROWS = 2000
-FIRST_CHUNK_ROWS = 100  # read before the headers go out: small, for a quick first byte
+# 2: changes recorded per statement, set-based; 3: `_updated` from the clock, the identity
+SCHEMA_VERSION = 3
 # Rows per network read of a stream (libpq's chunked mode, libpq 17 and later; the
 # psycopg[binary] wheel bundles it). Older libpq can only stream row by row: slower.
 STREAM_FETCH_ROWS = CHUNK_ROWS if psycopg.pq.version() >= 170000 else 1
@@ -30,6 +31,15 @@ MIGRATION_LOCK = 0x6F72646572  # "order": one migration at a time across instanc
 
 # The ready-made entities after `since`, oldest first (LIMIT NULL is no limit).
 ENTITY_SQL = "SELECT entity FROM changes WHERE seq > %s ORDER BY seq LIMIT %s"
+# The store's identity with the highest `_updated` committed (see StoreIdentity).
+IDENTITY_SQL = ("SELECT (SELECT max(seq) FROM changes), generation, restore_uuid, restore_offset "
+                "FROM store_identity")
+# A pull that fits the first read: identity and entities in one statement, so one round
+# trip and one snapshot; PostgreSQL joins the page.
+SMALL_PULL_SQL = """SELECT (SELECT max(seq) FROM changes), generation, restore_uuid,
+    restore_offset, page.entities, page.count FROM store_identity,
+    (SELECT string_agg(entity, ',' ORDER BY seq) AS entities, count(*) AS count FROM
+        (SELECT seq, entity FROM changes WHERE seq > %s ORDER BY seq LIMIT %s) AS rows) AS page"""
 
 # Many orders in one statement: the change-tracking triggers run once per statement and
 # record the whole batch set-based (schema_postgresql.sql), so one statement per batch.
@@ -53,6 +63,8 @@ def _translated_errors() -> Iterator[None]:
         raise StoreUnavailable("the database has no schema; run the migration") from error
     except psycopg.errors.ReadOnlySqlTransaction as error:
         raise StoreUnavailable("the database is read-only") from error
+    except psycopg.errors.SequenceGeneratorLimitExceeded as error:
+        raise StoreUnavailable("the change counter has reached 2**53") from error
     except psycopg.Error as error:
         raise StoreUnavailable("the database failed") from error
 
@@ -72,35 +84,48 @@ class PostgresChangeStream(ChunkedReads):
             with _translated_errors():
                 # The stream manages its transaction itself, to save round trips.
                 self._connection.autocommit = True
-                if limit is None or limit > FIRST_CHUNK_ROWS:
-                    # A read-only transaction whose query may run as long as the client
-                    # takes to read it: Sesam's own read timeout bounds a stream, not the
-                    # 30 s meant for other statements. One message, so one round trip.
-                    self._connection.execute(
-                        f"BEGIN READ ONLY; SET LOCAL statement_timeout = {STREAM_TIMEOUT_MS}")
-                # else: a pull that fits the first read is one statement, which is its own
-                # snapshot, so it needs no transaction. It ends before any byte goes out,
-                # so the 30 s statement timeout is right for it.
-                cursor = self._connection.cursor(row_factory=scalar_row)
-                self._rows = cursor.stream(ENTITY_SQL, (since, limit), size=STREAM_FETCH_ROWS)
-                self._first = self._read(FIRST_CHUNK_ROWS)
+                if self.fits_first_read(limit):
+                    self._first = self._read_small_pull(since)
+                else:
+                    self._open_stream(since)
+            self._check_since(since)
         except BaseException:
             self.close()
             raise
 
+    def _read_small_pull(self, since: int) -> tuple[bytes, int] | None:
+        """One statement, its own snapshot, so no transaction. It ends before any byte
+        goes out, so the 30 s statement timeout is right for it."""
+        size = self._next_size(FIRST_CHUNK_ROWS)
+        row = self._connection.execute(SMALL_PULL_SQL, (since, size)).fetchone()
+        self.identity = _identity(row)
+        entities, count = row[4:]
+        return self._counted(entities.encode() if count else b"", count, size)
+
+    def _open_stream(self, since: int) -> None:
+        """A read-only transaction whose statements share one snapshot (REPEATABLE READ),
+        so the identity read first describes exactly what the query streams. Its query
+        may run as long as the client takes to read it: Sesam's own read timeout bounds a
+        stream, not the 30 s meant for other statements. The first three statements go
+        in one message, so one round trip."""
+        cursor = self._connection.cursor()
+        cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
+                       f"SET LOCAL statement_timeout = {STREAM_TIMEOUT_MS}; {IDENTITY_SQL}")
+        cursor.nextset()  # past the results of BEGIN and SET
+        cursor.nextset()
+        self.identity = _identity(cursor.fetchone())
+        rows = self._connection.cursor(row_factory=scalar_row)
+        self._rows = rows.stream(ENTITY_SQL, (since, self._left), size=STREAM_FETCH_ROWS)
+        self._first = self._read(FIRST_CHUNK_ROWS)
+
     def _read(self, rows: int = CHUNK_ROWS) -> tuple[bytes, int] | None:
-        size = rows if self._left is None else min(rows, self._left)
+        size = self._next_size(rows)
         with _translated_errors():
             entities = list(itertools.islice(self._rows, size))
-            count = len(entities)
-            if self._left is not None:
-                self._left -= count
-            if count < size:
-                self.exhausted = True  # the query has ended
-            elif self._left == 0:
-                self.exhausted = True  # the limit is reached: let the query end
-                next(self._rows, None)
-        return (",".join(entities).encode(), count) if count else None
+            chunk = self._counted(",".join(entities).encode(), len(entities), size)
+            if self.exhausted and len(entities) == size:
+                next(self._rows, None)  # the limit is reached: let the query end
+        return chunk
 
     def close(self) -> None:
         if self._connection is None:
@@ -144,9 +169,23 @@ class PostgresStore:
         schema = resources.files(__package__).joinpath("schema_postgresql.sql").read_text()
         with self._connection() as connection:
             connection.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            if self._schema_version(connection) == SCHEMA_VERSION:
+                # Current already: no DDL, whose locks would queue behind running writers
+                # (and ALTER SEQUENCE would deadlock with them) at every worker's start.
+                return
             connection.execute(schema)
             connection.execute("DELETE FROM schema_version")
             connection.execute("INSERT INTO schema_version VALUES (%s)", (SCHEMA_VERSION,))
+            connection.execute("INSERT INTO store_identity (generation) SELECT %s "
+                               "WHERE NOT EXISTS (SELECT FROM store_identity)",
+                               (new_generation(),))
+
+    @staticmethod
+    def _schema_version(connection: psycopg.Connection) -> int | None:
+        if connection.execute("SELECT to_regclass('schema_version')").fetchone()[0] is None:
+            return None
+        row = connection.execute("SELECT max(version) FROM schema_version").fetchone()
+        return row[0] if row else None
 
     def load_if_empty(self, orders: Iterable[Order]) -> bool:
         with self._connection() as connection:
@@ -162,6 +201,18 @@ class PostgresStore:
 
     def open_changes(self, since: int, limit: int | None) -> PostgresChangeStream:
         return PostgresChangeStream(self.pool, since, limit)
+
+    def record_restore(self, past: int = 0) -> Restore:
+        restore_uuid = new_generation()
+        with self._connection() as connection:
+            connection.execute("SELECT lock_changes()")  # no writer draws values meanwhile
+            offset = connection.execute("SELECT max(seq) FROM changes").fetchone()[0]
+            connection.execute("UPDATE store_identity SET restore_uuid = %s, restore_offset = %s",
+                               (restore_uuid, offset))
+            counter = connection.execute(
+                "SELECT setval('change_seq', greatest(last_value, %s, clock_us() + %s)) "
+                "FROM change_seq", (past, RESTORE_MARGIN_US)).fetchone()[0]
+        return Restore(restore_uuid, offset, counter)
 
     def get_order(self, order_id: int) -> str | None:
         with self._connection() as connection:
@@ -190,6 +241,13 @@ class PostgresStore:
 
     def close(self) -> None:
         self.pool.close()
+
+
+def _identity(row: tuple | None) -> StoreIdentity:
+    if row is None:
+        raise StoreUnavailable("the database has no store identity; run the migration")
+    max_updated, generation, restore_uuid, restore_offset = row[:4]
+    return StoreIdentity(generation, restore_uuid, restore_offset, max_updated)
 
 
 def _upsert(connection: psycopg.Connection, orders: Iterable[Order]) -> None:

@@ -3,7 +3,10 @@
 -- tracked exactly like writes through the service.
 --
 -- `changes` holds one row per order id: its latest version or a tombstone. `seq` comes
--- from one sequence and is the `_updated` value served to Sesam.
+-- from one sequence and is the `_updated` value served to Sesam. The sequence follows the
+-- clock: before a statement draws values, it is moved up to now in microseconds since
+-- the epoch, so a database created anew or restored from a backup hands out values
+-- above any that the earlier one served (store/base.py).
 --
 -- No lost change under concurrency. A PostgreSQL sequence hands out values when a
 -- transaction writes, not when it commits: if change 41 could commit after change 42 was
@@ -24,6 +27,8 @@ CREATE TABLE IF NOT EXISTS orders (
 );
 
 CREATE SEQUENCE IF NOT EXISTS change_seq;
+-- JSON clients read numbers as doubles: past 2**53 two offsets could read as one.
+ALTER SEQUENCE change_seq MAXVALUE 9007199254740991;
 
 -- `entity` is the complete entity JSON, `_id` and `_updated` included, made once at write
 -- time, so a full sync streams ready-made text.
@@ -34,6 +39,14 @@ CREATE TABLE IF NOT EXISTS changes (
 );
 
 CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL);
+
+-- Who this store is: its generation is made once, when the schema is first created
+-- (store/postgresql.py); a restore records its own id and offset (python -m service restored).
+CREATE TABLE IF NOT EXISTS store_identity (
+    generation     text NOT NULL,
+    restore_uuid   text,
+    restore_offset bigint
+);
 
 -- An order as the order API shows it: the entity without `_id` and `_updated`. The same
 -- bytes SQLite's json_object makes: compact, keys in this order.
@@ -50,10 +63,21 @@ LANGUAGE sql IMMUTABLE AS $$
         || coalesce(substr(document, 2), '"_deleted":true}')
 $$;
 
+-- The clock the sequence follows: now, in microseconds since the epoch.
+CREATE OR REPLACE FUNCTION clock_us() RETURNS bigint
+LANGUAGE sql VOLATILE AS $$ SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint $$;
+
 -- Taken before a statement draws sequence values, held until commit (see the top of this
--- file). The lock key is the change table's own oid: one queue per schema.
+-- file). The lock key is the change table's own oid: one queue per schema. Under the lock
+-- no other writer draws values, so moving the sequence up to the clock here keeps every
+-- value max(previous + 1, now): unique, increasing, and in commit order.
 CREATE OR REPLACE FUNCTION lock_changes() RETURNS void
-LANGUAGE sql AS $$ SELECT pg_advisory_xact_lock('changes'::regclass::oid::bigint) $$;
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock('changes'::regclass::oid::bigint);
+    PERFORM setval('change_seq', clock_us()) FROM change_seq
+        WHERE clock_us() > last_value;
+END $$;
 
 -- One trigger per kind of statement (a trigger with transition tables takes one event).
 -- Each records all of its statement's changes in one INSERT ... SELECT that streams from

@@ -9,6 +9,11 @@
 -- write until it commits, so change N+1 can never be visible while change N is still
 -- uncommitted: a reader that continues from `since=N` cannot skip anything.
 --
+-- The counter follows the clock: each change takes max(previous + 1, now in microseconds
+-- since the epoch). So a store created anew (its file lost with its container) or
+-- restored from a backup hands out values above any that the earlier store served, and
+-- a pipe's old offset can never silently match a later change (store/base.py).
+--
 -- `entity` is the complete entity JSON, `_id` and `_updated` included, made once at
 -- write time, so a full sync streams ready-made text instead of serialising every row.
 
@@ -32,48 +37,77 @@ CREATE TABLE IF NOT EXISTS changes (
 CREATE TABLE IF NOT EXISTS change_counter (value INTEGER NOT NULL);
 INSERT INTO change_counter SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM change_counter);
 
+-- The clock the counter follows, to the millisecond SQLite keeps ('now' is fixed within
+-- one statement step; the counter's +1 keeps values apart). 210866760000000 is the Unix
+-- epoch in milliseconds of the Julian day count that julianday() returns.
+CREATE VIEW IF NOT EXISTS clock AS
+    SELECT (CAST(round(julianday('now') * 86400000) AS INTEGER) - 210866760000000) * 1000
+        AS now_us;
+
+-- JSON clients read numbers as doubles: past 2**53 two offsets could read as one.
+CREATE TRIGGER IF NOT EXISTS change_counter_bound BEFORE UPDATE ON change_counter
+WHEN NEW.value > 9007199254740991
+BEGIN
+    SELECT RAISE(ABORT, 'the change counter has reached 2**53');
+END;
+
+-- Who this store is: its generation is made once, when the schema is first created
+-- (store/sqlite.py); a restore records its own id and offset (python -m service restored).
+CREATE TABLE IF NOT EXISTS store_identity (
+    generation     TEXT NOT NULL,
+    restore_uuid   TEXT,
+    restore_offset INTEGER
+);
+
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 
--- An order as the order API shows it: the entity without `_id` and `_updated`.
+-- An order as the order API shows it: the entity without `_id` and `_updated`. The one
+-- place an order's JSON is built; the change log's entities are made from it.
 CREATE VIEW IF NOT EXISTS order_documents AS
     SELECT id, json_object('id', id, 'Username', username, 'Orders', orders,
                            'TotalSum', json(total_sum)) AS document
     FROM orders;
 
-CREATE TRIGGER IF NOT EXISTS orders_track_insert AFTER INSERT ON orders
+-- Version 1 counted changes 1, 2, 3...: its triggers are replaced by those below.
+DROP TRIGGER IF EXISTS orders_track_insert;
+DROP TRIGGER IF EXISTS orders_track_update;
+DROP TRIGGER IF EXISTS orders_track_delete;
+
+-- Each trigger writes its change in three steps: move the counter on, drop the order's
+-- previous change, insert the new one with the counter's value as `seq` and `_updated`.
+CREATE TRIGGER orders_track_insert AFTER INSERT ON orders
 BEGIN
-    UPDATE change_counter SET value = value + 1;
+    UPDATE change_counter SET value = max(value + 1, (SELECT now_us FROM clock));
     DELETE FROM changes WHERE order_id = NEW.id;
     INSERT INTO changes (seq, order_id, entity)
         SELECT value, NEW.id, '{"_id":"' || NEW.id || '","_updated":' || value || ','
-            || substr(json_object('id', NEW.id, 'Username', NEW.username, 'Orders', NEW.orders,
-                                  'TotalSum', json(NEW.total_sum)), 2)
-        FROM change_counter;
+            || substr(document, 2)
+        FROM change_counter, order_documents WHERE order_documents.id = NEW.id;
 END;
 
 -- An update that changes nothing records nothing: Sesam would only receive noise.
-CREATE TRIGGER IF NOT EXISTS orders_track_update AFTER UPDATE ON orders
+CREATE TRIGGER orders_track_update AFTER UPDATE ON orders
 WHEN OLD.id IS NOT NEW.id OR OLD.username IS NOT NEW.username
   OR OLD.orders IS NOT NEW.orders OR OLD.total_sum IS NOT NEW.total_sum
 BEGIN
     -- A changed key (possible with plain SQL) deletes the old order: leave a tombstone.
-    UPDATE change_counter SET value = value + 1 WHERE OLD.id <> NEW.id;
+    UPDATE change_counter SET value = max(value + 1, (SELECT now_us FROM clock))
+        WHERE OLD.id <> NEW.id;
     DELETE FROM changes WHERE OLD.id <> NEW.id AND order_id = OLD.id;
     INSERT INTO changes (seq, order_id, entity)
         SELECT value, OLD.id, '{"_id":"' || OLD.id || '","_updated":' || value || ',"_deleted":true}'
         FROM change_counter WHERE OLD.id <> NEW.id;
-    UPDATE change_counter SET value = value + 1;
+    UPDATE change_counter SET value = max(value + 1, (SELECT now_us FROM clock));
     DELETE FROM changes WHERE order_id = NEW.id;
     INSERT INTO changes (seq, order_id, entity)
         SELECT value, NEW.id, '{"_id":"' || NEW.id || '","_updated":' || value || ','
-            || substr(json_object('id', NEW.id, 'Username', NEW.username, 'Orders', NEW.orders,
-                                  'TotalSum', json(NEW.total_sum)), 2)
-        FROM change_counter;
+            || substr(document, 2)
+        FROM change_counter, order_documents WHERE order_documents.id = NEW.id;
 END;
 
-CREATE TRIGGER IF NOT EXISTS orders_track_delete AFTER DELETE ON orders
+CREATE TRIGGER orders_track_delete AFTER DELETE ON orders
 BEGIN
-    UPDATE change_counter SET value = value + 1;
+    UPDATE change_counter SET value = max(value + 1, (SELECT now_us FROM clock));
     DELETE FROM changes WHERE order_id = OLD.id;
     INSERT INTO changes (seq, order_id, entity)
         SELECT value, OLD.id, '{"_id":"' || OLD.id || '","_updated":' || value || ',"_deleted":true}'

@@ -9,11 +9,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from .base import ChunkedReads, Order, StoreRejected, StoreUnavailable, batches
+from .base import (CHUNK_ROWS, FIRST_CHUNK_ROWS, RESTORE_MARGIN_US, ChunkedReads, Order,
+                   Restore, StoreIdentity, StoreRejected, StoreUnavailable, batches,
+                   new_generation)
 
-SCHEMA_VERSION = 1
-CHUNK_ROWS = 2000
-FIRST_CHUNK_ROWS = 100  # read before the headers go out: small, for a quick first byte
+SCHEMA_VERSION = 2  # 2: `_updated` from the clock, the store's identity
 BUSY_TIMEOUT_MS = 5000
 MIN_FREE_BYTES = 1 << 20  # below this, /health says the disk is full
 IDLE_CONNECTIONS = 8  # kept open per process: opening one costs more than a small pull
@@ -26,10 +26,16 @@ IDLE_CONNECTIONS = 8  # kept open per process: opening one costs more than a sma
 # order, as a search on the primary key always does; the contract tests check the order
 # of every stream. It reads a full sync about 30% faster than aggregating a
 # `LIMIT` subquery, which copies every row through a co-routine first.
-CHUNK_SQL = """SELECT CAST(group_concat(entity, ',') AS BLOB), max(seq), count(*) FROM changes
-    WHERE seq > :since AND seq <= coalesce(
+_CHUNK_SQL = """SELECT CAST(group_concat(entity, ',') AS BLOB), max(seq), count(*){identity}
+    FROM changes WHERE seq > :since AND seq <= coalesce(
         (SELECT seq FROM changes WHERE seq > :since ORDER BY seq LIMIT 1 OFFSET :rows - 1),
         9223372036854775807)"""
+CHUNK_SQL = _CHUNK_SQL.format(identity="")
+# The first chunk comes with the store's identity, in the same statement and so the same
+# snapshot: the highest `_updated` it reports is the one a full pull ends with.
+FIRST_CHUNK_SQL = _CHUNK_SQL.format(identity=""",
+    (SELECT max(seq) FROM changes), (SELECT generation FROM store_identity),
+    (SELECT restore_uuid FROM store_identity), (SELECT restore_offset FROM store_identity)""")
 
 UPSERT_SQL = """INSERT INTO orders (id, username, orders, total_sum) VALUES (?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET username = excluded.username, orders = excluded.orders,
@@ -39,7 +45,8 @@ total_sum = excluded.total_sum"""
 def _unavailable(error: sqlite3.Error) -> StoreUnavailable:
     """Translate a SQLite error into a message fit for a client (no SQL, no paths)."""
     text = str(error).lower()
-    for needle, reason in (("readonly", "the database is read-only"),
+    for needle, reason in (("change counter", "the change counter has reached 2**53"),
+                           ("readonly", "the database is read-only"),
                            ("full", "the disk holding the database is full"),
                            ("locked", "the database is busy; retry"),
                            ("busy", "the database is busy; retry"),
@@ -56,6 +63,8 @@ def _translated_errors() -> Iterator[None]:
     try:
         yield
     except sqlite3.IntegrityError as error:
+        if "change counter" in str(error):
+            raise _unavailable(error) from error
         raise StoreRejected("the database rejected the order (a constraint failed)") from error
     except sqlite3.Error as error:
         raise _unavailable(error) from error
@@ -68,26 +77,31 @@ class SqliteChangeStream(ChunkedReads):
                  limit: int | None):
         self._store, self._connection = store, connection
         self._since, self._left = since, limit
+        size = self._next_size(FIRST_CHUNK_ROWS)
         with _translated_errors():
             # A limit that fits the first read needs one statement, which is its own
             # snapshot; anything longer reads in one transaction, started by its first read.
-            if limit is None or limit > FIRST_CHUNK_ROWS:
+            if not self.fits_first_read(limit):
                 connection.execute("BEGIN")
-            self._first = self._read(FIRST_CHUNK_ROWS)
+            row = connection.execute(FIRST_CHUNK_SQL, {"since": since, "rows": size}).fetchone()
+        max_updated, generation, restore_uuid, restore_offset = row[3:]
+        if generation is None:
+            raise StoreUnavailable("the database has no store identity; run the migration")
+        self.identity = StoreIdentity(generation, restore_uuid, restore_offset, max_updated)
+        self._check_since(since)
+        self._first = self._took(row[:3], size)
 
     def _read(self, rows: int = CHUNK_ROWS) -> tuple[bytes, int] | None:
-        size = rows if self._left is None else min(rows, self._left)
+        size = self._next_size(rows)
         with _translated_errors():
-            text, last, count = self._connection.execute(
-                CHUNK_SQL, {"since": self._since, "rows": size}).fetchone()
-        # Fewer rows than asked for: the snapshot holds no more (it cannot grow).
-        self.exhausted = count < size or (self._left is not None and self._left == count)
-        if not count:
-            return None
-        self._since = last
-        if self._left is not None:
-            self._left -= count
-        return text, count
+            row = self._connection.execute(CHUNK_SQL, {"since": self._since, "rows": size}).fetchone()
+        return self._took(row, size)
+
+    def _took(self, row: tuple, size: int) -> tuple[bytes, int] | None:
+        text, last, count = row
+        if count:
+            self._since = last
+        return self._counted(text, count, size)
 
     def close(self) -> None:
         if self._connection is not None:
@@ -168,6 +182,9 @@ class SqliteStore:
                 connection.executescript(f"BEGIN IMMEDIATE;\n{schema}\n"
                                          "DELETE FROM schema_version;\n"
                                          f"INSERT INTO schema_version VALUES ({SCHEMA_VERSION});\n"
+                                         "INSERT INTO store_identity (generation) SELECT "
+                                         f"'{new_generation()}' WHERE NOT EXISTS "
+                                         "(SELECT 1 FROM store_identity);\n"
                                          "COMMIT;")
         finally:
             connection.close()
@@ -203,6 +220,17 @@ class SqliteStore:
         except BaseException:
             self._release(connection)
             raise
+
+    def record_restore(self, past: int = 0) -> Restore:
+        restore_uuid = new_generation()
+        with self._write() as connection:
+            offset = connection.execute("SELECT max(seq) FROM changes").fetchone()[0]
+            connection.execute("UPDATE store_identity SET restore_uuid = ?, restore_offset = ?",
+                               (restore_uuid, offset))
+            connection.execute("UPDATE change_counter SET value = max(value, ?, "
+                               "(SELECT now_us FROM clock) + ?)", (past, RESTORE_MARGIN_US))
+            counter = connection.execute("SELECT value FROM change_counter").fetchone()[0]
+        return Restore(restore_uuid, offset, counter)
 
     def get_order(self, order_id: int) -> str | None:
         with self._connection() as connection, _translated_errors():
