@@ -1,4 +1,4 @@
-"""Administrative commands: python -m service migrate | load-samples | prepare"""
+"""Administrative commands: python -m service migrate | load-samples | prepare | restored"""
 from __future__ import annotations
 
 import argparse
@@ -7,15 +7,20 @@ import sys
 from .config import ConfigError, load_settings, redact_url
 from .samples import SAMPLE_ORDERS
 from .store import StoreError, open_store
+from .store.base import MAX_UPDATED
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m service", description=__doc__)
-    parser.add_argument("command", choices=("migrate", "load-samples", "prepare"),
+    parser.add_argument("command", choices=("migrate", "load-samples", "prepare", "restored"),
                         help="migrate: create or upgrade the schema and its change tracking; "
                              "load-samples: load the sample orders into a store that never held any; "
                              "prepare: what the service does at start (MIGRATE_ON_START, "
-                             "LOAD_SAMPLE_ORDERS), logged as JSON")
+                             "LOAD_SAMPLE_ORDERS), logged as JSON; "
+                             "restored: run once after restoring a backup of the database")
+    parser.add_argument("--past", type=_offset, default=0, metavar="OFFSET",
+                        help="restored: also move new _updated values past OFFSET (e.g. the "
+                             "highest offset a pipe shows in the Sesam portal)")
     args = parser.parse_args(argv)
     if args.command == "prepare":
         return _prepare()
@@ -27,6 +32,13 @@ def main(argv: list[str] | None = None) -> int:
             if args.command == "load-samples":
                 loaded = store.load_if_empty(SAMPLE_ORDERS)
                 print("loaded the sample orders" if loaded else "the store is not empty: nothing loaded")
+            elif args.command == "restored":
+                restore = store.record_restore(args.past)
+                print(f"recorded restore {restore.restore_uuid} at offset {restore.restore_offset}; "
+                      f"new changes get _updated above {restore.next_updated_above}. Pulls now "
+                      "carry X-Dataset-Restore-Uuid and X-Dataset-Restore-Offset; a pipe whose "
+                      f"offset is past {restore.restore_offset} saw changes the backup lost and "
+                      "must be reset (reprocessing_policy automatic does it by itself)")
             else:
                 print(f"schema ready in {redact_url(settings.database_url)}")
         finally:
@@ -35,6 +47,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _offset(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or int(text) >= MAX_UPDATED:
+        raise argparse.ArgumentTypeError(f"must be a whole number below {MAX_UPDATED}")
+    return int(text)
 
 
 def _prepare() -> int:

@@ -10,7 +10,7 @@ from werkzeug.exceptions import NotFound, UnsupportedMediaType
 from .access_log import PULL_STATS, PullStats
 from .orders import InvalidOrder, parse_id, parse_json, parse_order, parse_orders
 from .params import parse_pull_params
-from .serialize import json_array, prefetched
+from .serialize import dataset_headers, json_array, prefetched
 from .store import Store
 
 bp = Blueprint("api", __name__)
@@ -29,6 +29,7 @@ def pull_orders() -> Response:
     params = parse_pull_params(request.args.to_dict(flat=False))
     stats = request.environ[PULL_STATS] = PullStats()
     stream = store().open_changes(params.since, params.limit)
+    headers = dataset_headers(stream.identity)
     try:
         chunks = prefetched(stream.chunks())
         if stream.exhausted:
@@ -37,7 +38,7 @@ def pull_orders() -> Response:
             stream.close()
             body = b"".join(json_array(chunks, stats.add))
             stats.complete = True
-            return Response(body, mimetype=JSON)
+            return Response(body, mimetype=JSON, headers=headers)
     except BaseException:
         stream.close()
         raise
@@ -46,7 +47,7 @@ def pull_orders() -> Response:
         yield from json_array(chunks, stats.add)
         stats.complete = True
 
-    response = Response(streamed_body(), mimetype=JSON)
+    response = Response(streamed_body(), mimetype=JSON, headers=headers)
     response.call_on_close(stream.close)
     return response
 

@@ -14,8 +14,8 @@ from .logs import setup_logging
 from .orders import InvalidOrder
 from .params import BadParameter
 from .samples import SAMPLE_ORDERS
-from .serialize import error_body
-from .store import Store, StoreRejected, StoreUnavailable, open_store
+from .serialize import dataset_headers, error_body
+from .store import SinceAhead, Store, StoreRejected, StoreUnavailable, open_store
 
 log = logging.getLogger("service")
 UNAUTHENTICATED = {"api.health", "api.openapi"}
@@ -77,8 +77,16 @@ def _check_basic_auth(settings: Settings) -> None:
 
 def _error_response(error: Exception) -> Response:
     """Map every error to the one JSON shape; tracebacks and SQL go to the log only."""
+    details: dict = {}
     if isinstance(error, (BadParameter, InvalidOrder, StoreRejected)):
         status, name, message = 400, "bad_request", str(error)
+    elif isinstance(error, SinceAhead):
+        # The store is fine; the client is out of sync. Loud in the log, where an
+        # operator looks when a pipe fails.
+        log.warning("a pull's since is ahead of the store: the pipe must be reset",
+                    extra={"since": error.since, "max_updated": error.identity.max_updated})
+        status, name, message = 409, "since_ahead_of_store", str(error)
+        details = {"since": error.since, "max_updated": error.identity.max_updated}
     elif isinstance(error, StoreUnavailable):
         log.error("store unavailable: %s", error, exc_info=error.__cause__ or error)
         status, name, message = 503, "unavailable", str(error)
@@ -89,8 +97,11 @@ def _error_response(error: Exception) -> Response:
     else:
         log.error("unhandled error", exc_info=error)
         status, name, message = 500, "internal_error", "the service failed; see its log"
-    response = Response(error_body(status, name, message, request.environ.get(REQUEST_ID)),
+    response = Response(error_body(status, name, message, request.environ.get(REQUEST_ID),
+                                   **details),
                         status=status, mimetype="application/json")
+    if isinstance(error, SinceAhead):
+        response.headers.extend(dataset_headers(error.identity))
     if isinstance(error, HTTPException):  # e.g. the Allow header of a 405
         for header, value in error.get_headers():
             if header.lower() != "content-type":

@@ -26,6 +26,10 @@ class FaultyStream:
     def exhausted(self):
         return self._stream.exhausted
 
+    @property
+    def identity(self):
+        return self._stream.identity
+
     def close(self):
         self._stream.close()
 

@@ -4,7 +4,7 @@ import logging
 
 from service.access_log import AccessLog
 from service.logs import JsonFormatter, request_id_var
-from service.store import Order, StoreUnavailable
+from service.store import Order, StoreIdentity, StoreUnavailable
 
 log = logging.getLogger("service.test")
 
@@ -32,6 +32,7 @@ def test_lines_logged_while_streaming_carry_the_request_id_and_later_ones_do_not
         def __init__(self, stream):
             self._stream = stream
             self.exhausted = False  # force the streamed path
+            self.identity = stream.identity
 
         def chunks(self):
             for chunk in self._stream.chunks():
@@ -62,6 +63,7 @@ def test_a_stream_that_breaks_is_logged_as_aborted(make_app, capsys):
 
     class BrokenStream:
         exhausted = False
+        identity = StoreIdentity("a-generation", None, None, 1)
 
         def chunks(self):
             yield b'{"_id":"1","_updated":1}', 1

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from service.store import Order, StoreUnavailable
+from service.store import Order, StoreIdentity, StoreUnavailable
 from tests.servers import basic_auth
 
 ORDER = {"Username": "ann", "Orders": "Thinkpad", "TotalSum": 12.10}
@@ -31,24 +31,30 @@ def test_an_empty_store_serves_an_empty_array(client):
 def test_sample_orders_are_served_as_entities(make_app):
     client = make_app(LOAD_SAMPLE_ORDERS="true").test_client()
     _, body = pull(client)
+    updated = [entity.pop("_updated") for entity in body]
+    assert updated == sorted(set(updated))
     assert body == [
-        {"_id": "1", "_updated": 1, "id": 1, "Username": "Unjudosely", "Orders": "Thinkpad", "TotalSum": 8000},
-        {"_id": "2", "_updated": 2, "id": 2, "Username": "Wimen1979", "Orders": "MacbookPro", "TotalSum": 12000},
-        {"_id": "3", "_updated": 3, "id": 3, "Username": "Gotin1984", "Orders": "Chormebook", "TotalSum": 10000}]
+        {"_id": "1", "id": 1, "Username": "Unjudosely", "Orders": "Thinkpad", "TotalSum": 8000},
+        {"_id": "2", "id": 2, "Username": "Wimen1979", "Orders": "MacbookPro", "TotalSum": 12000},
+        {"_id": "3", "id": 3, "Username": "Gotin1984", "Orders": "Chormebook", "TotalSum": 10000}]
 
 
 def test_since_is_exclusive_and_limit_caps(client, store):
     store.bulk_load(Order(i, "u", "o", "1") for i in range(1, 26))
-    assert [e["_updated"] for e in pull(client, "?since=21")[1]] == [22, 23, 24, 25]
-    assert [e["_updated"] for e in pull(client, "?since=20&limit=3")[1]] == [21, 22, 23]
-    assert pull(client, "?since=25")[1] == []
+    full = [e["_updated"] for e in pull(client)[1]]
+    assert [e["_updated"] for e in pull(client, f"?since={full[20]}")[1]] == full[21:]
+    assert [e["_updated"] for e in pull(client, f"?since={full[19]}&limit=3")[1]] == full[20:23]
+    assert pull(client, f"?since={full[-1]}")[1] == []
     assert pull(client, "?subset=whatever")[0].status_code == 200
 
 
 def test_deletes_are_served_as_tombstones(client):
     put(client, 1, ORDER)
+    created = pull(client)[1][0]["_updated"]
     assert client.delete("/api/orders/1").status_code == 204
-    assert pull(client)[1] == [{"_id": "1", "_updated": 2, "_deleted": True}]
+    [tombstone] = pull(client)[1]
+    assert tombstone == {"_id": "1", "_updated": tombstone["_updated"], "_deleted": True}
+    assert tombstone["_updated"] > created
 
 
 @pytest.mark.parametrize("query", ["?since=abc", "?since=1.5", "?limit=-3", "?limit=0",
@@ -114,10 +120,11 @@ def test_an_oversized_body_is_413(make_app):
 
 def test_post_upserts_a_batch_in_one_transaction(client):
     put(client, 1, ORDER)
+    mark = pull(client)[1][-1]["_updated"]
     batch = [{"id": 1, **ORDER, "Username": "x"}, {"id": 2, **ORDER}]
     response = client.post("/api/orders", json=batch)
     assert response.status_code == 200 and response.get_json() == {"created": 1, "updated": 1}
-    assert [e["_id"] for e in pull(client, "?since=1")[1]] == ["1", "2"]
+    assert [e["_id"] for e in pull(client, f"?since={mark}")[1]] == ["1", "2"]
 
 
 def test_a_batch_with_one_bad_order_writes_nothing(client):
@@ -235,6 +242,7 @@ def test_a_failure_reading_the_first_chunk_is_503_not_a_broken_200(make_app):
 
     class FailingStream:
         closed = False
+        identity = StoreIdentity("a-generation", None, None, 1)
 
         def chunks(self):
             raise StoreUnavailable("the database had an I/O error")

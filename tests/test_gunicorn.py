@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from service.store.sqlite import CHUNK_ROWS
-from tests.databases import load_orders
+from service.store.base import CHUNK_ROWS
+from tests.databases import load_orders, plain_sql
 from tests.servers import raw_get, start_gunicorn
 
 ROWS = 3 * CHUNK_ROWS + 17
@@ -28,9 +28,12 @@ def test_a_full_pull_over_http_is_streamed_and_complete(loaded_url, tmp_path):
         assert response.status == 200
         assert response.getheader("Transfer-Encoding") == "chunked"  # streamed, not built whole
         entities = json.loads(body)
-        assert [e["_updated"] for e in entities] == list(range(1, ROWS + 1))
-        response, body = raw_get(server.port, f"/api/orders?since={ROWS - 5}&limit=2")
-        assert [e["_updated"] for e in json.loads(body)] == [ROWS - 4, ROWS - 3]
+        assert [e["_id"] for e in entities] == [str(i) for i in range(1, ROWS + 1)]
+        full = [e["_updated"] for e in entities]
+        assert full == sorted(set(full))
+        assert response.getheader("X-Dataset-Max-Updated") == str(full[-1])
+        response, body = raw_get(server.port, f"/api/orders?since={full[-6]}&limit=2")
+        assert [e["_updated"] for e in json.loads(body)] == full[-5:-3]
         # An answer read whole before the headers go out is sent in one piece.
         assert response.getheader("Content-Length") == str(len(body))
         response, body = raw_get(server.port, "/api/orders?limit=abc")
@@ -56,7 +59,10 @@ def test_a_fault_mid_stream_aborts_without_the_closing_bracket(loaded_url, tmp_p
         with pytest.raises(ValueError):
             json.loads(partial)
         # The server survives: a pull that ends before the fault point is complete.
-        response, body = raw_get(server.port, f"/api/orders?since={ROWS - 10}")
+        with plain_sql(loaded_url) as connection:
+            eleventh_last = connection.execute(
+                "SELECT seq FROM changes ORDER BY seq DESC LIMIT 1 OFFSET 10").fetchone()[0]
+        response, body = raw_get(server.port, f"/api/orders?since={eleventh_last}")
         assert response.status == 200 and len(json.loads(body)) == 10  # one chunk: no fault
     finally:
         server.stop()
@@ -103,7 +109,7 @@ def test_a_new_database_is_prepared_once_and_the_master_stays_lean(database_url,
     server = start_gunicorn(database_url, tmp_path, LOAD_SAMPLE_ORDERS="true")
     try:
         response, body = raw_get(server.port, "/api/orders")
-        assert [e["_updated"] for e in json.loads(body)] == [1, 2, 3]
+        assert [e["_id"] for e in json.loads(body)] == ["1", "2", "3"]
         master = server.process.pid
         workers = [pid for pid in process_tree(master) if pid != master]
         assert len(workers) == 2

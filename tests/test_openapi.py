@@ -43,6 +43,7 @@ def test_every_operation_documents_its_errors_in_the_one_error_shape():
             for status, response in operation["responses"].items():
                 if status.startswith(("4", "5")):
                     assert response["$ref"] in ("#/components/responses/Error",
+                                                "#/components/responses/SinceAhead",
                                                 "#/components/responses/Unauthorized"), (path, method)
             protected = operation.get("security", DOCUMENT["security"]) != []
             assert ("401" in operation["responses"]) == protected, (path, method)
