@@ -39,7 +39,8 @@ def flask_target(client, username: str | None, password: str | None) -> Target:
         def get(path: str, params: dict) -> Reply:
             response = client.get(path, query_string=params or None, headers=headers)
             try:
-                return Reply(response.status_code, response.content_type, response.get_data())
+                return Reply(response.status_code, response.content_type, response.get_data(),
+                             {name.lower(): value for name, value in response.headers.items()})
             finally:
                 response.close()  # as a WSGI server would: releases the stream's connection
         return get

@@ -107,3 +107,61 @@ def test_state_survives_in_a_file(tmp_path):
     again = PipeState.load(tmp_path / "state.json")
     assert again.offset == 1 and again.dataset == pipe.state.dataset
     assert PipeState.load(tmp_path / "missing.json").offset is None
+
+
+class IdentifiedSource(Source):
+    """A scripted source that sends the X-Dataset-* headers of its current identity."""
+
+    def __init__(self, entities, generation="gen-a"):
+        super().__init__(entities)
+        self.headers = {"x-dataset-generation": generation}
+
+    def __call__(self, path, params):
+        reply = super().__call__(path, params)
+        return Reply(reply.status, reply.content_type, reply.body, dict(self.headers))
+
+
+def test_a_changed_generation_fails_the_run_unless_reprocessing_is_automatic():
+    source = IdentifiedSource([entity(1, 10), entity(2, 20)])
+    pipe = Pipe(source)
+    pipe.run()
+    assert pipe.state.generation == "gen-a"
+    source.entities, source.headers = [entity(3, 30)], {"x-dataset-generation": "gen-b"}
+    with pytest.raises(RunFailed, match="X-Dataset-Generation changed from gen-a to gen-b"):
+        pipe.run()
+    assert set(pipe.state.live()) == {"1", "2"} and pipe.state.offset == 20
+    pipe.config.reprocessing = "automatic"
+    result = pipe.run()
+    assert result.full and source.calls[-1] == {} and "gen-b" in result.reset
+    assert set(pipe.state.live()) == {"3"} and result.deleted_by_tracking == ["1", "2"]
+    assert pipe.state.generation == "gen-b"
+
+
+def test_a_409_fails_the_run_and_keeps_the_dataset():
+    source = IdentifiedSource([entity(1, 10)])
+    pipe = Pipe(source, PipeConfig(reprocessing="automatic"))
+    pipe.run()
+    source.fail_with = Reply(409, "application/json", b'{"status": 409, "error": "since_ahead_of_store"}')
+    with pytest.raises(RunFailed, match="409"):
+        pipe.run()
+    assert pipe.state.offset == 10 and set(pipe.state.live()) == {"1"}
+
+
+def test_a_restore_below_the_offset_puts_the_pipe_out_of_sync_and_one_above_does_not():
+    source = IdentifiedSource([entity(1, 10), entity(2, 20)])
+    pipe = Pipe(source)
+    pipe.run()
+    source.headers.update({"x-dataset-restore-uuid": "r1", "x-dataset-restore-offset": "20"})
+    assert not pipe.run().full and pipe.state.restore_uuid == "r1"  # it saw nothing lost
+    source.headers.update({"x-dataset-restore-uuid": "r2", "x-dataset-restore-offset": "10"})
+    with pytest.raises(RunFailed, match="X-Dataset-Restore-Uuid r2"):
+        pipe.run()
+    pipe.config.reprocessing = "automatic"
+    assert pipe.run().full and pipe.state.restore_uuid == "r2"
+
+
+def test_the_generation_and_restore_id_survive_in_the_state_file(tmp_path):
+    path = tmp_path / "state.json"
+    PipeState(offset=5, generation="g", restore_uuid="r").save(path)
+    loaded = PipeState.load(path)
+    assert (loaded.offset, loaded.generation, loaded.restore_uuid) == (5, "g", "r")
