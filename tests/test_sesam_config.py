@@ -150,6 +150,12 @@ def test_the_pipe_collects_incrementally_with_paging_and_guards_against_empty_ru
     assert COLLECT["pump"]["cron_expression"] and COLLECT["pump"]["rescan_cron_expression"]
 
 
+def test_the_pipe_resets_itself_when_the_store_behind_it_is_recreated_or_restored():
+    """The service sends X-Dataset-Generation and the restore headers (tests of store
+    identity); without automatic reprocessing Sesam would only note them."""
+    assert COLLECT["reprocessing_policy"] == "automatic"
+
+
 # Each continuation flag set to true on the pipe, and the contract tests that prove the
 # service honours it. Setting a flag the source does not honour loses data silently.
 FLAG_PROOFS = {
