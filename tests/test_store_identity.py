@@ -307,3 +307,28 @@ def test_the_headers_reach_a_client_over_real_http_on_both_paths(database_url, t
         assert response.getheader("X-Dataset-Max-Updated") == str(last)
         assert response.getheader("X-Dataset-Generation") == streamed.getheader("X-Dataset-Generation")
     assert ahead.status == 409 and json.loads(error)["max_updated"] == last
+
+
+def test_migrating_a_version_1_sqlite_store_keeps_its_counter_and_adds_the_bound(tmp_path):
+    """Version 1 kept its counter in a table with no bound. The upgrade keeps its value
+    (new values never fall below what was served), adds the bound and an identity."""
+    url = f"sqlite:///{tmp_path}/orders.sqlite3"
+    ahead = int(time.time() * 1_000_000) + 10 ** 9  # kept values must beat the clock here
+    store = open_store(url)
+    store.migrate()
+    with plain_sql(url) as connection:  # make it look as version 1 left it
+        connection.executescript(
+            "DROP TABLE change_counter; CREATE TABLE change_counter (value INTEGER NOT NULL);"
+            f"INSERT INTO change_counter VALUES ({ahead}); UPDATE schema_version SET version = 1;"
+            "DROP TABLE store_identity;")
+    store.migrate()
+    store.upsert_orders(orders(1, 1))
+    with plain_sql(url) as connection:
+        [(value,)] = connection.execute("SELECT value FROM change_counter").fetchall()
+        assert value == ahead + 1 and connection.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+        with pytest.raises(Exception, match="2\\*\\*53"):
+            connection.execute("UPDATE change_counter SET value = ?", (MAX_UPDATED + 1,))
+    stream = store.open_changes(0, None)
+    assert stream.identity.generation and stream.identity.max_updated == value
+    stream.close()
+    store.close()

@@ -145,11 +145,15 @@ class PostgresChangeStream(ChunkedReads):
 
 class PostgresStore:
     def __init__(self, url: str, max_connections: int = 8):
-        # Our timeouts go after any options the URL carries (e.g. a search_path).
+        # Our settings go after any options the URL carries (e.g. a search_path). Generic
+        # plans: every statement psycopg prepares here is a key lookup or a range scan of
+        # a key, whose best plan does not depend on the values; PostgreSQL would otherwise
+        # plan a small pull afresh on every call, which costs more than running it.
         options = " ".join(filter(None, [
             conninfo_to_dict(url).get("options"),
             f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
-            f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT_MS}"]))
+            f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT_MS}",
+            "-c plan_cache_mode=force_generic_plan"]))
         # No check on every checkout (a round trip per request): a connection that broke
         # fails its query, the pool discards it, and the client gets a 503.
         self.pool = ConnectionPool(

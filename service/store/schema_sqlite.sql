@@ -34,7 +34,12 @@ CREATE TABLE IF NOT EXISTS changes (
     entity   TEXT NOT NULL
 );
 
-CREATE TABLE IF NOT EXISTS change_counter (value INTEGER NOT NULL);
+-- JSON clients read numbers as doubles: past 2**53 two offsets could read as one. (A
+-- CHECK, not a trigger: a trigger on every counter update cost a third of a bulk load.)
+CREATE TABLE IF NOT EXISTS change_counter (
+    value INTEGER NOT NULL
+        CONSTRAINT "the change counter has reached 2**53" CHECK (value <= 9007199254740991)
+);
 INSERT INTO change_counter SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM change_counter);
 
 -- The clock the counter follows, to the millisecond SQLite keeps ('now' is fixed within
@@ -44,12 +49,6 @@ CREATE VIEW IF NOT EXISTS clock AS
     SELECT (CAST(round(julianday('now') * 86400000) AS INTEGER) - 210866760000000) * 1000
         AS now_us;
 
--- JSON clients read numbers as doubles: past 2**53 two offsets could read as one.
-CREATE TRIGGER IF NOT EXISTS change_counter_bound BEFORE UPDATE ON change_counter
-WHEN NEW.value > 9007199254740991
-BEGIN
-    SELECT RAISE(ABORT, 'the change counter has reached 2**53');
-END;
 
 -- Who this store is: its generation is made once, when the schema is first created
 -- (store/sqlite.py); a restore records its own id and offset (python -m service restored).

@@ -37,6 +37,11 @@ FIRST_CHUNK_SQL = _CHUNK_SQL.format(identity=""",
     (SELECT max(seq) FROM changes), (SELECT generation FROM store_identity),
     (SELECT restore_uuid FROM store_identity), (SELECT restore_offset FROM store_identity)""")
 
+COUNTER_V1_OUT = """CREATE TEMP TABLE counter_v1 AS SELECT value FROM change_counter;
+DROP TABLE change_counter;"""
+COUNTER_V1_IN = """UPDATE change_counter SET value = (SELECT value FROM counter_v1);
+DROP TABLE counter_v1;"""
+
 UPSERT_SQL = """INSERT INTO orders (id, username, orders, total_sum) VALUES (?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET username = excluded.username, orders = excluded.orders,
 total_sum = excluded.total_sum"""
@@ -179,13 +184,20 @@ class SqliteStore:
         try:
             with _translated_errors():
                 connection.execute("PRAGMA journal_mode = WAL")
-                connection.executescript(f"BEGIN IMMEDIATE;\n{schema}\n"
-                                         "DELETE FROM schema_version;\n"
-                                         f"INSERT INTO schema_version VALUES ({SCHEMA_VERSION});\n"
-                                         "INSERT INTO store_identity (generation) SELECT "
-                                         f"'{new_generation()}' WHERE NOT EXISTS "
-                                         "(SELECT 1 FROM store_identity);\n"
-                                         "COMMIT;")
+                counter = connection.execute("SELECT sql FROM sqlite_master WHERE name = "
+                                             "'change_counter'").fetchone()
+                # Version 1 made the counter without its bound: make it anew, value kept.
+                upgrade = counter is not None and "2**53" not in counter[0]
+                connection.executescript("\n".join([
+                    "BEGIN IMMEDIATE;",
+                    COUNTER_V1_OUT if upgrade else "",
+                    schema,
+                    COUNTER_V1_IN if upgrade else "",
+                    "DELETE FROM schema_version;",
+                    f"INSERT INTO schema_version VALUES ({SCHEMA_VERSION});",
+                    "INSERT INTO store_identity (generation) SELECT "
+                    f"'{new_generation()}' WHERE NOT EXISTS (SELECT 1 FROM store_identity);",
+                    "COMMIT;"]))
         finally:
             connection.close()
 
