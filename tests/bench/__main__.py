@@ -33,7 +33,7 @@ from pathlib import Path
 from service.store import open_store
 from tests.bench.data import orders
 from tests.bench.memory import MemorySampler
-from tests.databases import fresh_database
+from tests.databases import fresh_database, plain_sql
 from tests.servers import ROOT, free_port, start_gunicorn
 
 
@@ -129,6 +129,13 @@ def start_peer(count: int, seed: int, log: Path) -> Target:
     wait_for(port, "/health", process, timeout=600)
     return Target("peer", port, process.pid, "/api/orders", f"/api/orders?since={count // 2}&limit=10",
                   f"/api/orders?since={count - 1000}", process=process)
+
+
+def updated_at(database_url: str, position: int) -> int:
+    """The `_updated` of the position-th change (1-based), so `since` at it skips that many."""
+    with plain_sql(database_url) as connection:
+        return connection.execute("SELECT seq FROM changes ORDER BY seq LIMIT 1 OFFSET ?",
+                                  (position - 1,)).fetchone()[0]
 
 
 def write_bodies(www: Path, full_body: bytes, small_body: bytes) -> Path:
@@ -256,9 +263,12 @@ def bench_size(count: int, args, scratch: Path, backend: str) -> dict:
         if backend == "postgresql":
             settle_postgres(url)
         server = start_gunicorn(url, folder, LOG_LEVEL="INFO", WEB_CONCURRENCY="2", THREADS="4")
+        # `_updated` values are the clock's, so the same pulls as the peer's (10 from the
+        # middle, the last 1,000) start after the change at that position, not at a count.
         service = Target("service", server.port, server.process.pid, "/api/orders",
-                         f"/api/orders?since={count // 2}&limit=10",
-                         f"/api/orders?since={count - 1000}", process=server.process, stop_fn=server.stop)
+                         f"/api/orders?since={updated_at(url, count // 2)}&limit=10",
+                         f"/api/orders?since={updated_at(url, count - 1000)}",
+                         process=server.process, stop_fn=server.stop)
         targets = [service]
         try:
             reference = measure_full(service, args.repeats, count, None)
