@@ -6,6 +6,10 @@ the request is served, streaming included. One "request" line is logged when the
 response is closed, so its duration covers the whole stream and a pull's line says how
 many entities went out and whether the array was completed.
 
+The portal shows an operator the last 1,000 lines, so the container's health check (every
+5 s) must not push the pulls out of sight: a /health that answers as it did before is
+logged at DEBUG, and a change of its answer at INFO (back to 200) or WARNING.
+
 This is middleware rather than Flask hooks because it is on the path of every small
 pull: Flask's before/after/teardown hooks cost more than the rest of such a request.
 """
@@ -23,6 +27,9 @@ log = logging.getLogger("service")
 _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 REQUEST_ID = "orders.request_id"  # environ keys the app reads and writes
 PULL_STATS = "orders.pull_stats"
+USER = "orders.user"  # the Basic-auth user, once the app has checked the credentials
+HEALTH_PATH = "/health"
+_last_health_status: int | None = None  # this process's last /health answer
 
 
 def _new_request_id() -> str:
@@ -34,9 +41,10 @@ def _new_request_id() -> str:
 class PullStats:
     """What a pull's stream served; the view fills it in, the access log reads it."""
 
-    __slots__ = ("entities", "complete")
+    __slots__ = ("since", "limit", "entities", "complete")
 
-    def __init__(self) -> None:
+    def __init__(self, since: int, limit: int | None) -> None:
+        self.since, self.limit = since, limit
         self.entities = 0
         self.complete = False
 
@@ -97,13 +105,31 @@ class _LoggedBody:
         environ = self._environ
         # WSGI hands the path over as latin-1 text of the raw bytes; log it as sent.
         path = environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "replace")
-        fields = {"method": environ.get("REQUEST_METHOD"), "path": path,
-                  "status": int(self._status[0][:3]) if self._status else None,
-                  "duration_ms": round((time.perf_counter() - self._started) * 1000, 2)}
+        status = int(self._status[0][:3]) if self._status else None
+        fields = {"method": environ.get("REQUEST_METHOD"), "path": path, "status": status,
+                  "duration_ms": round((time.perf_counter() - self._started) * 1000, 2),
+                  "client": environ.get("REMOTE_ADDR")}
+        if environ.get(USER):
+            fields["user"] = environ[USER]
         stats: PullStats | None = environ.get(PULL_STATS)
         if stats is not None:
-            fields["entities"], fields["complete"] = stats.entities, stats.complete
+            fields.update(since=stats.since, limit=stats.limit, entities=stats.entities,
+                          complete=stats.complete)
             if not stats.complete:
                 log.warning("request: stream aborted", extra=fields)
                 return
+        if path == HEALTH_PATH:
+            _log_health(status, fields)
+            return
         log.info("request", extra=fields)
+
+
+def _log_health(status: int | None, fields: dict) -> None:
+    global _last_health_status
+    previous, _last_health_status = _last_health_status, status
+    if status == previous:
+        log.debug("request", extra=fields)
+    elif status == 200:
+        log.info("health: ok" if previous is None else "health: ok again", extra=fields)
+    else:
+        log.warning("health: failing", extra=fields)

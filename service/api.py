@@ -27,7 +27,7 @@ def store() -> Store:
 def pull_orders() -> Response:
     """Sesam's JSON pull endpoint: changes after `since`, oldest first, at most `limit`."""
     params = parse_pull_params(request.args.to_dict(flat=False))
-    stats = request.environ[PULL_STATS] = PullStats()
+    stats = request.environ[PULL_STATS] = PullStats(params.since, params.limit)
     stream = store().open_changes(params.since, params.limit)
     headers = dataset_headers(stream.identity)
     try:

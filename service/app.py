@@ -8,7 +8,7 @@ from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException, InternalServerError, Unauthorized
 
 from . import api
-from .access_log import REQUEST_ID, AccessLog
+from .access_log import REQUEST_ID, USER, AccessLog
 from .config import Settings, load_settings, redact_url
 from .logs import setup_logging
 from .orders import InvalidOrder
@@ -73,6 +73,7 @@ def _check_basic_auth(settings: Settings) -> None:
     password_ok = hmac.compare_digest(given_password.encode(), settings.auth_password.encode())
     if not (auth and user_ok and password_ok):
         raise Unauthorized("valid HTTP Basic credentials are required")
+    request.environ[USER] = given_user  # for the request's log line (never the password)
 
 
 def _error_response(error: Exception) -> Response:

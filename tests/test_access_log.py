@@ -5,6 +5,7 @@ import logging
 from service.access_log import AccessLog
 from service.logs import JsonFormatter, request_id_var
 from service.store import Order, StoreIdentity, StoreUnavailable
+from tests.servers import basic_auth
 
 log = logging.getLogger("service.test")
 
@@ -106,3 +107,40 @@ def test_the_formatter_writes_any_extra_value():
     entry = json.loads(JsonFormatter().format(record))
     assert entry["huge"] == 2 ** 70 and entry["thing"].startswith("<object")
     assert entry["time"].endswith("Z") and len(entry["time"]) == len("2026-11-28T10:00:00.000Z")
+
+
+def test_health_checks_log_only_when_the_answer_changes(make_app, capsys, monkeypatch):
+    """The container's health check runs every 5 s; the portal shows 1,000 lines."""
+    from service import access_log
+    monkeypatch.setattr(access_log, "_last_health_status", None)
+    app = make_app(LOG_LEVEL="INFO")
+    client = app.test_client()
+    capsys.readouterr()
+    def health():
+        response = client.get("/health")
+        response.close()  # as a WSGI server does: this writes the line
+        return response.status_code
+
+    assert [health() for _ in range(5)] == [200] * 5
+    store = app.extensions["store"]
+    monkeypatch.setattr(store, "ping", lambda: (_ for _ in ()).throw(StoreUnavailable("down")))
+    assert [health(), health()] == [503, 503]
+    monkeypatch.undo()
+    monkeypatch.setattr(access_log, "_last_health_status", 503)
+    assert health() == 200
+    health = [(line["level"], line["message"]) for line in log_lines(capsys) if line.get("path") == "/health"]
+    assert health == [("INFO", "health: ok"), ("WARNING", "health: failing"), ("INFO", "health: ok again")]
+
+
+def test_a_pull_line_says_what_was_asked_what_went_out_and_who_asked(make_app, capsys):
+    app = make_app(AUTH_USERNAME="sesam", AUTH_PASSWORD="s3cret-pw")
+    app.extensions["store"].upsert_orders([Order(i, "ann", "Thinkpad", "10") for i in (1, 2, 3)])
+    capsys.readouterr()
+    response = app.test_client().get("/api/orders?since=0&limit=2", headers=basic_auth("sesam", "s3cret-pw"))
+    assert response.status_code == 200
+    response.close()
+    out = capsys.readouterr().out
+    [line] = [json.loads(text) for text in out.splitlines() if '"path":"/api/orders"' in text]
+    assert (line["since"], line["limit"], line["entities"], line["complete"]) == (0, 2, 2, True)
+    assert line["user"] == "sesam" and line["client"] == "127.0.0.1" and line["duration_ms"] >= 0
+    assert "s3cret-pw" not in out
