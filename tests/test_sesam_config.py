@@ -133,7 +133,7 @@ def test_no_secret_value_appears_literally_anywhere_in_the_config():
         else:
             yield key, value
 
-    for path in [*CONFIG.rglob("*.conf.json"), CONFIG / "test-env.json"]:
+    for path in [*CONFIG.rglob("*.conf.json"), CONFIG / "test-env.json", CONFIG / "prod-env.json"]:
         for key, value in walk(load(path)):
             if re.search(r"password|secret|token|username|api_?key", key, re.IGNORECASE):
                 assert isinstance(value, str) and SECRET.match(value), f"{path.name}: {key}"
