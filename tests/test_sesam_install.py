@@ -187,6 +187,13 @@ DOCUMENTED_PUMP = {
 }
 
 
+DOCUMENTED_JSON_SOURCE = {  # docs.sesam.io: JSON source, and Sources for `comment`
+    "supports_signalling": False, "subset": ["eq", "_S.category", "tank"],
+    "headers": {"some-header": "some-value"}, "initial_since_value": 0,
+    "comment": ["a comment", "on two lines"], "name": "orders source",
+}
+
+
 def validate_system(system):
     jsonschema.validate(system, load(SCHEMAS / "system-microservice.schema.json"))
 
@@ -213,6 +220,13 @@ def test_the_pipe_schema_takes_each_documented_property(name):
 @pytest.mark.parametrize("name", DOCUMENTED_PUMP)
 def test_the_pipe_schema_takes_each_documented_pump_property(name):
     validate_pipe({**COLLECT, "pump": {**COLLECT["pump"], name: DOCUMENTED_PUMP[name]}})
+
+
+@pytest.mark.parametrize("name", DOCUMENTED_JSON_SOURCE)
+def test_the_pipe_schema_takes_each_documented_json_source_property(name):
+    source = COLLECT["source"]
+    prod = {**source["alternatives"]["prod"], name: DOCUMENTED_JSON_SOURCE[name]}
+    validate_pipe({**COLLECT, "source": {**source, "alternatives": {**source["alternatives"], "prod": prod}}})
 
 
 @pytest.mark.parametrize("where, name", [
