@@ -5,7 +5,8 @@ import re
 from importlib import resources
 
 from flask import Blueprint, Response, current_app, request
-from werkzeug.exceptions import NotFound, UnsupportedMediaType
+from gunicorn.http.errors import ParseException
+from werkzeug.exceptions import BadRequest, NotFound, RequestEntityTooLarge, UnsupportedMediaType
 
 from .access_log import PULL_STATS, PullStats
 from .orders import InvalidOrder, parse_id, parse_json, parse_order, parse_orders
@@ -103,5 +104,26 @@ def _path_id(raw: str) -> int:
 def _json_body():
     if request.mimetype != JSON:
         raise UnsupportedMediaType("send the body as application/json")
-    return parse_json(request.get_data(cache=False))
+    return parse_json(_whole_body(current_app.config["MAX_CONTENT_LENGTH"]))
+
+
+def _whole_body(limit: int) -> bytes:
+    """The request body, all of it, or an error: never a part of it taken for the whole.
+
+    Werkzeug stops reading a chunked body at the limit without a word, and a body that
+    ends before its Content-Length reads as a shorter one; either could be valid JSON.
+    So read one byte past the limit, and compare what came with what was declared."""
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise RequestEntityTooLarge(f"the body is larger than {limit} bytes (MAX_BODY_BYTES)")
+    try:
+        body = request.environ["wsgi.input"].read(limit + 1 if declared is None else declared)
+    except (ParseException, OSError) as error:  # gunicorn's, for a malformed chunk; a client gone
+        raise BadRequest("the request body is malformed or was cut off") from error
+    if len(body) > limit:
+        raise RequestEntityTooLarge(f"the body is larger than {limit} bytes (MAX_BODY_BYTES)")
+    if declared is not None and len(body) < declared:
+        raise BadRequest(f"the body ended after {len(body)} of the {declared} bytes its "
+                         "Content-Length declares")
+    return body
 
