@@ -115,7 +115,8 @@ class _LoggedBody:
         if stats is not None:
             fields.update(since=stats.since, limit=stats.limit, entities=stats.entities,
                           complete=stats.complete)
-            if not stats.complete:
+            # A HEAD is answered without its body, so its stream is never read to the end.
+            if not stats.complete and environ.get("REQUEST_METHOD") != "HEAD":
                 log.warning("request: stream aborted", extra=fields)
                 return
         if path == HEALTH_PATH:

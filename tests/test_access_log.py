@@ -144,3 +144,14 @@ def test_a_pull_line_says_what_was_asked_what_went_out_and_who_asked(make_app, c
     assert (line["since"], line["limit"], line["entities"], line["complete"]) == (0, 2, 2, True)
     assert line["user"] == "sesam" and line["client"] == "127.0.0.1" and line["duration_ms"] >= 0
     assert "s3cret-pw" not in out
+
+
+def test_a_head_of_a_long_pull_is_an_ordinary_request_not_an_aborted_stream(make_app, capsys):
+    app = make_app()
+    app.extensions["store"].bulk_load(Order(i, "ann", "Thinkpad", "10") for i in range(1, 301))
+    capsys.readouterr()
+    response = app.test_client().head("/api/orders")
+    assert response.status_code == 200 and response.headers["X-Dataset-Max-Updated"]
+    response.close()
+    [line] = [line for line in log_lines(capsys) if line.get("path") == "/api/orders"]
+    assert (line["level"], line["message"], line["method"]) == ("INFO", "request", "HEAD")
