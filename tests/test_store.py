@@ -309,3 +309,30 @@ def test_a_new_scale_of_an_equal_sum_is_a_change(any_store):
     any_store.upsert_orders([order(1, total="8000.0")])
     assert last_updated(any_store) > first
     assert '"TotalSum":8000.0' in any_store.get_order(1)
+
+
+def test_invalid_utf8_from_another_program_is_served_as_valid_json(sqlite_store):
+    """The feed stays valid for every client, and the order stays readable: SQLite keeps
+    any bytes as TEXT and cannot refuse them."""
+    sqlite_store.upsert_orders([order(1, "ann")])
+    with sqlite3.connect(sqlite_store.path, isolation_level=None) as connection:
+        connection.execute("INSERT INTO orders VALUES (5006, CAST(x'ff' AS TEXT), 'Pi' || "
+                           "CAST(x'c3' AS TEXT), '1')")
+        connection.execute("INSERT INTO orders VALUES (5007, 'ctrl' || char(1, 31, 34, 92), 'o', '2')")
+    stream = sqlite_store.open_changes(0, None)
+    body = b"[" + b",".join(text for text, _ in stream.chunks()) + b"]"
+    stream.close()
+    entities = json.loads(body.decode("utf-8", "strict"))  # strict: no replacement here
+    assert [e["Username"] for e in entities] == ["ann", "\ufffd", "ctrl\x01\x1f\"\\"]
+    assert entities[1]["Orders"] == "Pi\ufffd"
+    assert json.loads(sqlite_store.get_order(5006))["Username"] == "\ufffd"
+
+
+def test_postgresql_refuses_invalid_utf8_itself(database_url, backend):
+    if backend != "postgresql":
+        pytest.skip("SQLite keeps any bytes (the test above)")
+    store = open_store(database_url)
+    store.migrate()
+    store.close()
+    with plain_sql(database_url) as connection, pytest.raises(Exception, match="invalid byte sequence"):
+        connection.execute("INSERT INTO orders VALUES (5006, convert_from('\\xff'::bytea, 'UTF8'), 'o', 1)")

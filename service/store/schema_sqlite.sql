@@ -17,6 +17,11 @@
 -- `entity` is the complete entity JSON, `_id` and `_updated` included, made once at
 -- write time, so a full sync streams ready-made text instead of serialising every row.
 
+-- What another program may write here that the API refuses, and what becomes of it:
+-- `~` at the start of a text (Sesam would read a typed value), a TotalSum that is
+-- negative or not a JSON number: refused by the CHECKs below. Control characters: served,
+-- escaped by json_object. Invalid UTF-8: SQLite keeps any bytes as TEXT and no CHECK can
+-- test them, so it is served as a valid entity with U+FFFD in its place (store/sqlite.py).
 CREATE TABLE IF NOT EXISTS orders (
     id        INTEGER PRIMARY KEY CHECK (typeof(id) = 'integer' AND id > 0),
     username  TEXT NOT NULL CHECK (typeof(username) = 'text' AND substr(username, 1, 1) <> '~'),

@@ -106,6 +106,7 @@ class SqliteChangeStream(ChunkedReads):
         text, last, count = row
         if count:
             self._since = last
+            text = _valid_utf8(text)
         return self._counted(text, count, size)
 
     def close(self) -> None:
@@ -156,6 +157,7 @@ class SqliteStore:
             # NORMAL is durable against a crash of the process in WAL mode (only an OS
             # crash or power loss may lose the last commits) and much faster than FULL.
             connection.execute("PRAGMA synchronous = NORMAL")
+            connection.text_factory = _decode_text
         return connection
 
     @contextmanager
@@ -278,6 +280,24 @@ class SqliteStore:
                 self._idle.get_nowait().close()
             except queue.Empty:
                 return
+
+
+def _valid_utf8(text: bytes) -> bytes:
+    """SQLite stores whatever bytes another program hands it as TEXT and cannot check
+    them (schema_sqlite.sql): serve invalid UTF-8 with U+FFFD in its place, so the feed
+    stays valid JSON for every client. ASCII, the common case, costs one scan in C."""
+    if text.isascii():
+        return text
+    try:
+        text.decode("utf-8")
+        return text
+    except UnicodeDecodeError:
+        return text.decode("utf-8", "replace").encode("utf-8")
+
+
+def _decode_text(value: bytes) -> str:
+    """Text read from the database, invalid UTF-8 replaced (see _valid_utf8)."""
+    return value.decode("utf-8", "replace")
 
 
 def _row(order: Order) -> tuple[int, str, str, str]:
