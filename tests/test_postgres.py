@@ -267,3 +267,13 @@ def test_migrating_a_version_1_database_replaces_its_row_trigger(pg_url):
             assert connection.execute("SELECT version FROM schema_version").fetchone() == (3,)
     finally:
         store.close()
+
+
+def test_postgresql_refuses_invalid_utf8_itself(pg_url):
+    """What SQLite must serve replaced (tests/test_store.py), PostgreSQL never stores."""
+    store = open_store(pg_url)
+    store.migrate()
+    store.close()
+    with psycopg.connect(pg_url, autocommit=True) as connection, \
+            pytest.raises(psycopg.Error, match="invalid byte sequence"):
+        connection.execute("INSERT INTO orders VALUES (5006, convert_from('\\xff'::bytea, 'UTF8'), 'o', 1)")

@@ -327,12 +327,3 @@ def test_invalid_utf8_from_another_program_is_served_as_valid_json(sqlite_store)
     assert entities[1]["Orders"] == "Pi\ufffd"
     assert json.loads(sqlite_store.get_order(5006))["Username"] == "\ufffd"
 
-
-def test_postgresql_refuses_invalid_utf8_itself(database_url, backend):
-    if backend != "postgresql":
-        pytest.skip("SQLite keeps any bytes (the test above)")
-    store = open_store(database_url)
-    store.migrate()
-    store.close()
-    with plain_sql(database_url) as connection, pytest.raises(Exception, match="invalid byte sequence"):
-        connection.execute("INSERT INTO orders VALUES (5006, convert_from('\\xff'::bytea, 'UTF8'), 'o', 1)")
