@@ -8,6 +8,7 @@ from hypothesis import settings
 
 from service.app import create_app
 from service.config import load_settings
+from service.store import open_store
 from tests.databases import BACKENDS, fresh_database
 
 
@@ -27,6 +28,15 @@ def database_url(backend, tmp_path):
     """An empty database of each backend in turn (SQLite, PostgreSQL)."""
     with fresh_database(backend, tmp_path) as url:
         yield url
+
+
+@pytest.fixture
+def any_store(database_url):
+    """A migrated store of each backend in turn, without an app."""
+    store = open_store(database_url)
+    store.migrate()
+    yield store
+    store.close()
 
 
 @pytest.fixture

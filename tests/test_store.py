@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from service.store import Order, StoreRejected, StoreUnavailable, open_store
+from service.store import Order, StoreRejected, StoreUnavailable
 from service.store.base import CHUNK_ROWS
 from service.store.sqlite import SqliteStore
 from tests.databases import plain_sql
@@ -37,14 +37,6 @@ def increasing(values):
 def last_updated(store):
     """The `_updated` of the newest change: a pipe's offset after a full read."""
     return changes(store)[-1]["_updated"]
-
-
-@pytest.fixture
-def any_store(database_url):
-    store = open_store(database_url)
-    store.migrate()
-    yield store
-    store.close()
 
 
 @pytest.fixture

@@ -96,14 +96,6 @@ def test_the_database_refuses_a_value_past_2_to_the_53_and_writes_nothing(any_st
     assert any_store.get_order(2) is None and any_store.get_order(7) is None
 
 
-@pytest.fixture
-def any_store(database_url):
-    store = open_store(database_url)
-    store.migrate()
-    yield store
-    store.close()
-
-
 @pytest.mark.parametrize("query, streamed", [
     ("", True),                            # a full pull, longer than the first read
     (f"?limit={FIRST_CHUNK_ROWS}", False),  # a page that fits the first read: one piece
