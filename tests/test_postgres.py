@@ -277,3 +277,19 @@ def test_postgresql_refuses_invalid_utf8_itself(pg_url):
     with psycopg.connect(pg_url, autocommit=True) as connection, \
             pytest.raises(psycopg.Error, match="invalid byte sequence"):
         connection.execute("INSERT INTO orders VALUES (5006, convert_from('\\xff'::bytea, 'UTF8'), 'o', 1)")
+
+
+def test_migrating_a_current_schema_takes_no_ddl_and_restores_a_lost_identity(pg_url):
+    store = open_store(pg_url)
+    try:
+        store.migrate()
+        with psycopg.connect(pg_url, autocommit=True) as connection:
+            connection.execute("DELETE FROM store_identity")
+            connection.execute("DROP TRIGGER orders_track_delete ON orders")  # DDL would bring it back
+        store.migrate()
+        with psycopg.connect(pg_url) as connection:
+            assert connection.execute("SELECT count(*) FROM store_identity").fetchone() == (1,)
+            assert connection.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'orders'::regclass "
+                                      "AND tgname = 'orders_track_delete'").fetchone() == (0,)
+    finally:
+        store.close()

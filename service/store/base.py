@@ -51,7 +51,8 @@ class StoreIdentity:
     max_updated: int | None
 
 
-def new_generation() -> str:
+def new_uuid() -> str:
+    """A store's generation, or a restore's id."""
     return str(uuid.uuid4())
 
 

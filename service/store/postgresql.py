@@ -14,7 +14,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .base import (CHUNK_ROWS, FIRST_CHUNK_ROWS, RESTORE_MARGIN_US, ChunkedReads, Order,
                    Restore, StoreIdentity, StoreRejected, StoreUnavailable, batches,
-                   new_generation)
+                   new_uuid)
 
 # 2: changes recorded per statement, set-based; 3: `_updated` from the clock, the identity
 SCHEMA_VERSION = 3
@@ -173,16 +173,15 @@ class PostgresStore:
         schema = resources.files(__package__).joinpath("schema_postgresql.sql").read_text()
         with self._connection() as connection:
             connection.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-            if self._schema_version(connection) == SCHEMA_VERSION:
-                # Current already: no DDL, whose locks would queue behind running writers
-                # (and ALTER SEQUENCE would deadlock with them) at every worker's start.
-                return
-            connection.execute(schema)
-            connection.execute("DELETE FROM schema_version")
-            connection.execute("INSERT INTO schema_version VALUES (%s)", (SCHEMA_VERSION,))
+            # A current schema gets no DDL, whose locks would queue behind running writers
+            # (and ALTER SEQUENCE would deadlock with them) at every worker's start.
+            if self._schema_version(connection) != SCHEMA_VERSION:
+                connection.execute(schema)
+                connection.execute("DELETE FROM schema_version")
+                connection.execute("INSERT INTO schema_version VALUES (%s)", (SCHEMA_VERSION,))
             connection.execute("INSERT INTO store_identity (generation) SELECT %s "
                                "WHERE NOT EXISTS (SELECT FROM store_identity)",
-                               (new_generation(),))
+                               (new_uuid(),))
 
     @staticmethod
     def _schema_version(connection: psycopg.Connection) -> int | None:
@@ -207,7 +206,7 @@ class PostgresStore:
         return PostgresChangeStream(self.pool, since, limit)
 
     def record_restore(self, past: int = 0) -> Restore:
-        restore_uuid = new_generation()
+        restore_uuid = new_uuid()
         with self._connection() as connection:
             connection.execute("SELECT lock_changes()")  # no writer draws values meanwhile
             offset = connection.execute("SELECT max(seq) FROM changes").fetchone()[0]

@@ -11,7 +11,7 @@ from typing import Iterable, Iterator
 
 from .base import (CHUNK_ROWS, FIRST_CHUNK_ROWS, RESTORE_MARGIN_US, ChunkedReads, Order,
                    Restore, StoreIdentity, StoreRejected, StoreUnavailable, batches,
-                   new_generation)
+                   new_uuid)
 
 SCHEMA_VERSION = 2  # 2: `_updated` from the clock, the store's identity
 BUSY_TIMEOUT_MS = 5000
@@ -198,7 +198,7 @@ class SqliteStore:
                     "DELETE FROM schema_version;",
                     f"INSERT INTO schema_version VALUES ({SCHEMA_VERSION});",
                     "INSERT INTO store_identity (generation) SELECT "
-                    f"'{new_generation()}' WHERE NOT EXISTS (SELECT 1 FROM store_identity);",
+                    f"'{new_uuid()}' WHERE NOT EXISTS (SELECT 1 FROM store_identity);",
                     "COMMIT;"]))
         finally:
             connection.close()
@@ -236,7 +236,7 @@ class SqliteStore:
             raise
 
     def record_restore(self, past: int = 0) -> Restore:
-        restore_uuid = new_generation()
+        restore_uuid = new_uuid()
         with self._write() as connection:
             offset = connection.execute("SELECT max(seq) FROM changes").fetchone()[0]
             connection.execute("UPDATE store_identity SET restore_uuid = ?, restore_offset = ?",
