@@ -1,19 +1,47 @@
-"""gunicorn's gthread worker, stopping the way a load balancer and Sesam expect, and
-answering the requests it refuses itself in the service's JSON error shape."""
+"""gunicorn's gthread worker, changed in three small ways: slow clients cannot hold its
+threads, it stops the way a load balancer and Sesam expect, and it answers the requests
+it refuses itself in the service's JSON error shape."""
 import errno
 import html
 import re
+import selectors
 import socket
+import time
+from functools import partial
 
+from gunicorn import http
+from gunicorn.http.body import ChunkedReader, LengthReader
 from gunicorn.workers.gthread import ThreadWorker
 
 from service.serialize import error_body
+
+# A request's head (its line and headers) must arrive within this, or the connection is
+# closed; a head longer than HEAD_MAX_BYTES goes to gunicorn's parser, which refuses it.
+HEAD_TIMEOUT_S = 10.0
+HEAD_MAX_BYTES = 64 * 1024
+HEAD_END = b"\r\n\r\n"
+# How long a connection closed with its body unread is read (and discarded) after the
+# answer, so the kernel does not reset it before the client has the answer.
+LINGER_S = 2.0
 
 _ERROR_PAGE = re.compile(rb"\AHTTP/1\.1 (\d{3}) ([^\r]*)\r\n.*?</h1>(.*)</body>", re.S)
 
 
 class StopListeningThreadWorker(ThreadWorker):
-    """On SIGTERM, stop listening at once, then let gunicorn finish the running requests.
+    """Threads only for requests that have arrived; on SIGTERM, stop listening at once.
+
+    gthread hands a connection to one of its few threads as soon as a byte arrives, and
+    the thread then blocks until the whole request head is in: a client that sends a
+    header line every second holds a thread, and a handful of them (no credentials
+    needed) take the service from everyone. Here the main loop reads each head itself,
+    without blocking, and hands the connection over only once it is complete. A body the
+    app did not read (a request refused before it, e.g. 401 or 413) closes the
+    connection instead of being drained by a thread at the client's pace, and the
+    linger of that close (gunicorn's close_graceful, which blocks the main loop for up
+    to 2 s) is done by the main loop without blocking. (No TLS here: Sesam reaches the
+    service over plain HTTP on the node's network, and heads are read as raw bytes.)
+
+    On SIGTERM, stop listening at once, then let gunicorn finish the running requests.
 
     gunicorn's graceful stop only stops accepting: new connections still queue in the
     listening socket's backlog and are reset when the worker exits. Shutting the shared
@@ -28,6 +56,111 @@ class StopListeningThreadWorker(ThreadWorker):
             except OSError:
                 pass
         super().handle_exit(sig, frame)
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.reading_heads: dict = {}  # connection -> when its head must be complete
+        self.lingering: dict = {}  # connection -> when to stop reading before the close
+
+    def enqueue_req(self, conn) -> None:
+        """Every way a connection reaches a thread (accepted, readable again after a
+        keep-alive, bytes left over from the last request) comes here."""
+        if getattr(conn, "head_ready", False):
+            conn.head_ready = False
+            super().enqueue_req(conn)
+            return
+        # Bytes the parser read ahead (a pipelined request) count towards the head; they
+        # stay in its buffer, and only what is read from the socket is handed back.
+        conn.head = bytearray(conn.parser.unreader.buf.getvalue() if conn.parser else b"")
+        conn.head_read_ahead = len(conn.head)
+        if HEAD_END in conn.head:
+            self._dispatch(conn)
+            return
+        conn.sock.setblocking(False)
+        self.reading_heads[conn] = time.monotonic() + HEAD_TIMEOUT_S
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._read_head, conn))
+
+    def _read_head(self, conn, _sock) -> None:
+        try:
+            data = conn.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:  # the client went away
+            self._drop_head(conn)
+            return
+        seen = len(conn.head)
+        conn.head += data
+        if HEAD_END in conn.head[max(0, seen - 3):] or len(conn.head) > HEAD_MAX_BYTES:
+            self.poller.unregister(conn.sock)
+            del self.reading_heads[conn]
+            if conn.parser is None:
+                conn.parser = http.get_parser(self.cfg, conn.sock, conn.client)
+            conn.parser.unreader.unread(bytes(conn.head[conn.head_read_ahead:]))
+            self._dispatch(conn)
+
+    def _dispatch(self, conn) -> None:
+        conn.head = bytearray()
+        conn.head_ready = conn.data_ready = True
+        self.enqueue_req(conn)
+
+    def _drop_head(self, conn) -> None:
+        self.poller.unregister(conn.sock)
+        del self.reading_heads[conn]
+        self.nr_conns -= 1
+        conn.close()
+
+    def murder_pending(self) -> None:
+        """Also close the connections whose head did not arrive in time, and those whose
+        linger is over."""
+        super().murder_pending()
+        now = time.monotonic()
+        for conn in [conn for conn, deadline in self.reading_heads.items() if deadline < now]:
+            self._drop_head(conn)
+        for conn in [conn for conn, deadline in self.lingering.items() if deadline < now]:
+            self._end_linger(conn)
+
+    def handle_request(self, req, conn) -> bool:
+        keepalive = super().handle_request(req, conn)
+        conn.body_left_unread = _body_left_unread(req)
+        return keepalive and not conn.body_left_unread
+
+    def finish_request(self, conn, fs) -> None:
+        if getattr(conn, "body_left_unread", False) and not fs.cancelled() \
+                and fs.exception() is None and fs.result() is False:
+            self._linger(conn)
+            return
+        super().finish_request(conn, fs)
+
+    def _linger(self, conn) -> None:
+        """Close as close_graceful does (FIN first, then read what the client still
+        sends), with the reading done by the main loop instead of blocking it."""
+        try:
+            conn.sock.shutdown(socket.SHUT_WR)
+            conn.sock.setblocking(False)
+        except OSError:
+            self.nr_conns -= 1
+            conn.close()
+            return
+        self.lingering[conn] = time.monotonic() + LINGER_S
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._drain, conn))
+
+    def _drain(self, conn, _sock) -> None:
+        try:
+            if conn.sock.recv(65536):
+                return
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            pass
+        self._end_linger(conn)
+
+    def _end_linger(self, conn) -> None:
+        self.poller.unregister(conn.sock)
+        del self.lingering[conn]
+        self.nr_conns -= 1
+        conn.close()
 
     def handle_error(self, req, client, addr, exc) -> None:
         """gunicorn answers what it cannot parse (a bad request line, a URI or headers too
@@ -76,3 +209,13 @@ def json_error_page(page: bytes) -> bytes:
     return (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
             ).encode("latin-1") + body
+
+
+def _body_left_unread(req) -> bool:
+    """Whether the request's body still waits, in part, on the socket."""
+    reader = getattr(getattr(req, "body", None), "reader", None)
+    if isinstance(reader, LengthReader):
+        return reader.length > 0
+    if isinstance(reader, ChunkedReader):
+        return reader.parser is not None
+    return False
