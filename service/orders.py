@@ -10,6 +10,7 @@ from .store import Order
 
 FIELDS = ("id", "Username", "Orders", "TotalSum")
 MAX_TEXT = 1000
+BLANK = " \t\n\r"  # what makes a text empty, here and in the databases' CHECKs
 # A sum fits in 28 digits before and 10 after the point: generous for money, and it
 # keeps `1e999999999` from being expanded into a billion characters.
 MAX_INTEGER_DIGITS, MAX_FRACTION_DIGITS = 28, 10
@@ -79,7 +80,7 @@ def parse_id(value: Any, what: str = "the order id") -> int:
 def _text(value: Any, what: str) -> str:
     if not isinstance(value, str):
         raise InvalidOrder(f"{what} must be a string")
-    if not value.strip():
+    if not value.strip(BLANK):
         raise InvalidOrder(f"{what} must not be empty")
     if len(value) > MAX_TEXT:
         raise InvalidOrder(f"{what} is longer than {MAX_TEXT} characters")
@@ -105,8 +106,10 @@ def _total_sum(value: Any, what: str) -> str:
     if not (exponent_ok and digits_ok):
         raise InvalidOrder(f"{what} must have at most {MAX_INTEGER_DIGITS} digits before "
                            f"and {MAX_FRACTION_DIGITS} after the decimal point")
-    if value < 0 or value.is_signed():
+    if value < 0:
         raise InvalidOrder(f"{what} must not be negative")
+    if value.is_zero():
+        value = value.copy_abs()  # -0 is 0 (PostgreSQL's numeric has no negative zero)
     # Plain notation keeps the scale the client gave: 12.10 stays "12.10".
     return format(value, "f")
 

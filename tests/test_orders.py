@@ -36,7 +36,8 @@ def test_an_id_that_disagrees_with_the_url_is_rejected():
     ({"Username": "~tx"}, "'Username'"), ({"Orders": None}, "'Orders'"),
     ({"Orders": "x" * 1001}, "'Orders'"), ({"Orders": "\ud800"}, "'Orders'"),
     ({"TotalSum": "12"}, "'TotalSum'"), ({"TotalSum": -1}, "'TotalSum'"),
-    ({"TotalSum": Decimal("-0.0")}, "'TotalSum'"), ({"TotalSum": True}, "'TotalSum'"),
+    ({"TotalSum": Decimal("-0.1")}, "'TotalSum'"), ({"TotalSum": True}, "'TotalSum'"),
+    ({"Username": " \t\r\n"}, "'Username'"),
     ({"TotalSum": 12.5}, "'TotalSum'"), ({"TotalSum": Decimal("1e999999999")}, "'TotalSum'"),
     ({"TotalSum": Decimal("0.00000000001")}, "'TotalSum'"),
     ({"_id": "7"}, "'_id'"), ({"Extra": 1}, "'Extra'"),
@@ -44,6 +45,10 @@ def test_an_id_that_disagrees_with_the_url_is_rejected():
 def test_bad_fields_are_named(change, field):
     with pytest.raises(InvalidOrder, match=field):
         parse_order({**GOOD, **change})
+
+
+def test_minus_zero_is_zero_as_the_databases_keep_it():
+    assert parse_order({**GOOD, "TotalSum": Decimal("-0.00")}).total_sum == "0.00"
 
 
 def test_missing_field_is_named():

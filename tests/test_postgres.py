@@ -162,7 +162,7 @@ def test_a_slow_reader_outlasts_the_statement_timeout(pg_url, monkeypatch):
     timeout meant for other statements must not cut it (here 0.3 s against a reader
     that takes over a second for 20 MB, more than the sockets buffer)."""
     from service.store import postgresql
-    load_into(pg_url, (Order(i, "ann", "x" * 4000, "1") for i in range(1, 5001)))
+    load_into(pg_url, (Order(i, "ann", "x" * 1000, "1") for i in range(1, 20001)))
     monkeypatch.setattr(postgresql, "STATEMENT_TIMEOUT_MS", 300)
     store = postgresql.PostgresStore(pg_url)
     try:
@@ -174,10 +174,10 @@ def test_a_slow_reader_outlasts_the_statement_timeout(pg_url, monkeypatch):
             served = 0
             for _, count in stream.chunks():
                 served += count
-                time.sleep(0.4)
+                time.sleep(0.15)  # ten chunks: over a second in all
         finally:
             stream.close()
-        assert served == 5000
+        assert served == 20000
     finally:
         store.close()
 

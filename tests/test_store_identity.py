@@ -324,3 +324,31 @@ def test_migrating_a_version_1_sqlite_store_keeps_its_counter_and_adds_the_bound
     assert stream.identity.generation and stream.identity.max_updated == value
     stream.close()
     store.close()
+
+
+def test_the_upgrade_from_version_1_keeps_orders_untracked_and_refuses_rows_its_checks_refuse(tmp_path):
+    url = f"sqlite:///{tmp_path}/orders.sqlite3"
+    store = open_store(url)
+    store.migrate()
+    store.upsert_orders(orders(1, 3))
+    with plain_sql(url) as connection:  # version 1's orders table had no length or blank checks
+        before = connection.execute("SELECT seq, entity FROM changes ORDER BY seq").fetchall()
+        connection.executescript(
+            "CREATE TABLE plain AS SELECT * FROM orders;"
+            "DROP VIEW order_documents; DROP TABLE orders; ALTER TABLE plain RENAME TO orders;"
+            "UPDATE schema_version SET version = 1;")
+    store.migrate()
+    with plain_sql(url) as connection:
+        assert connection.execute("SELECT seq, entity FROM changes ORDER BY seq").fetchall() == before
+        with pytest.raises(Exception, match="constraint"):
+            connection.execute("INSERT INTO orders VALUES (9, '   ', 'o', '1')")
+        connection.executescript(  # version 1 again, now with a row this version refuses
+            "CREATE TABLE plain AS SELECT * FROM orders; DROP VIEW order_documents;"
+            "DROP TABLE orders; ALTER TABLE plain RENAME TO orders;"
+            "INSERT INTO orders VALUES (9, '   ', 'o', '1'); UPDATE schema_version SET version = 1;")
+    with pytest.raises(StoreUnavailable, match="constraints refuse"):
+        store.migrate()
+    with plain_sql(url) as connection:  # nothing was changed
+        assert connection.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        assert connection.execute("SELECT count(*) FROM orders").fetchone() == (4,)
+    store.close()

@@ -18,13 +18,31 @@
 -- that sees change N sees every change below N. Readers take no lock at all, so they
 -- are never serialised behind writers; only writers of orders queue on each other.
 
+-- numeric keeps 12.10 as 12.10. What another program may write that the API refuses
+-- is refused here too (tests/test_constraints.py writes each both ways): an id that is
+-- not positive; a text that is empty or blank (ASCII white space), longer than 1,000
+-- characters or starts with `~` (Sesam would read a typed value); a TotalSum that is
+-- negative, NaN or infinite (the upper bound refuses both), or has more than 28 digits
+-- before or 10 after the point. Invalid UTF-8 never gets in: PostgreSQL checks it. A
+-- TotalSum of -0 is 0 here, so the API takes it as 0 too.
 CREATE TABLE IF NOT EXISTS orders (
     id        bigint PRIMARY KEY CHECK (id > 0),
-    username  text NOT NULL CHECK (left(username, 1) <> '~'),
-    orders    text NOT NULL CHECK (left(orders, 1) <> '~'),
-    -- numeric keeps 12.10 as 12.10; the upper bound also refuses 'NaN' and 'Infinity'.
-    total_sum numeric NOT NULL CHECK (total_sum >= 0 AND total_sum < 'Infinity')
+    username  text NOT NULL,
+    orders    text NOT NULL,
+    total_sum numeric NOT NULL
 );
+-- Named, and replaced on every migration, so a database made by an earlier version gets
+-- these too. (Migrations run only when the schema version changes: this scans the table.)
+ALTER TABLE orders
+    DROP CONSTRAINT IF EXISTS orders_username_check,
+    DROP CONSTRAINT IF EXISTS orders_orders_check,
+    DROP CONSTRAINT IF EXISTS orders_total_sum_check,
+    ADD CONSTRAINT orders_username_check CHECK (left(username, 1) <> '~'
+        AND char_length(username) <= 1000 AND btrim(username, E' \t\n\r') <> ''),
+    ADD CONSTRAINT orders_orders_check CHECK (left(orders, 1) <> '~'
+        AND char_length(orders) <= 1000 AND btrim(orders, E' \t\n\r') <> ''),
+    ADD CONSTRAINT orders_total_sum_check CHECK (total_sum >= 0 AND total_sum < 1e28
+        AND scale(total_sum) <= 10);
 
 CREATE SEQUENCE IF NOT EXISTS change_seq;
 -- JSON clients read numbers as doubles: past 2**53 two offsets could read as one.

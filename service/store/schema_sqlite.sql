@@ -17,20 +17,29 @@
 -- `entity` is the complete entity JSON, `_id` and `_updated` included, made once at
 -- write time, so a full sync streams ready-made text instead of serialising every row.
 
--- What another program may write here that the API refuses, and what becomes of it:
--- `~` at the start of a text (Sesam would read a typed value), a TotalSum that is
--- negative or not a JSON number: refused by the CHECKs below. Control characters: served,
--- escaped by json_object. Invalid UTF-8: SQLite keeps any bytes as TEXT and no CHECK can
--- test them, so it is served as a valid entity with U+FFFD in its place (store/sqlite.py).
+-- What another program may write here that the API refuses, and what becomes of it
+-- (tests/test_constraints.py writes each through the API and through plain SQL):
+-- refused by the CHECKs below, as the API refuses them: an id that is not a positive
+-- integer; a text that is empty or blank (ASCII white space), longer than 1,000
+-- characters, or starts with `~` (Sesam would read a typed value); a TotalSum that is
+-- not plain decimal notation (negative, ' -5', '1e999', 'NaN', text), or has more than
+-- 28 digits before or 10 after the point. Control characters: served, escaped by
+-- json_object. Invalid UTF-8: SQLite keeps any bytes as TEXT and no CHECK can test
+-- them, so it is served as a valid entity with U+FFFD in its place (store/sqlite.py).
+-- (`_` is refused by the API in field names only; a table's columns are fixed.)
 CREATE TABLE IF NOT EXISTS orders (
     id        INTEGER PRIMARY KEY CHECK (typeof(id) = 'integer' AND id > 0),
-    username  TEXT NOT NULL CHECK (typeof(username) = 'text' AND substr(username, 1, 1) <> '~'),
-    orders    TEXT NOT NULL CHECK (typeof(orders) = 'text' AND substr(orders, 1, 1) <> '~'),
+    username  TEXT NOT NULL CHECK (typeof(username) = 'text' AND length(username) <= 1000
+        AND trim(username, char(32, 9, 10, 13)) <> '' AND substr(username, 1, 1) <> '~'),
+    orders    TEXT NOT NULL CHECK (typeof(orders) = 'text' AND length(orders) <= 1000
+        AND trim(orders, char(32, 9, 10, 13)) <> '' AND substr(orders, 1, 1) <> '~'),
     -- Kept as the decimal text it was given, so 12.10 never becomes a float artefact.
     total_sum TEXT NOT NULL CHECK (
         json_valid(total_sum)
         AND json_type(total_sum) IN ('integer', 'real')
-        AND substr(total_sum, 1, 1) <> '-')
+        AND total_sum NOT GLOB '*[^0-9.]*'
+        AND instr(total_sum || '.', '.') - 1 <= 28
+        AND length(total_sum) - instr(total_sum || '.', '.') <= 10)
 );
 
 CREATE TABLE IF NOT EXISTS changes (
@@ -72,6 +81,8 @@ CREATE VIEW IF NOT EXISTS order_documents AS
                            'TotalSum', json(total_sum)) AS document
     FROM orders;
 
+-- A migration from version 1 copies the old orders in here, before the triggers exist.
+-- @triggers
 -- Version 1 counted changes 1, 2, 3...: its triggers are replaced by those below.
 DROP TRIGGER IF EXISTS orders_track_insert;
 DROP TRIGGER IF EXISTS orders_track_update;

@@ -37,10 +37,18 @@ FIRST_CHUNK_SQL = _CHUNK_SQL.format(identity=""",
     (SELECT max(seq) FROM changes), (SELECT generation FROM store_identity),
     (SELECT restore_uuid FROM store_identity), (SELECT restore_offset FROM store_identity)""")
 
-COUNTER_V1_OUT = """CREATE TEMP TABLE counter_v1 AS SELECT value FROM change_counter;
-DROP TABLE change_counter;"""
-COUNTER_V1_IN = """UPDATE change_counter SET value = (SELECT value FROM counter_v1);
-DROP TABLE counter_v1;"""
+# Version 1's orders and counter tables lack this version's CHECKs, which SQLite cannot
+# add to a table: both are made anew with their rows, copied back before the triggers
+# exist, so no order is recorded as changed. (schema_sqlite.sql marks where.)
+V1_OUT = """CREATE TEMP TABLE counter_v1 AS SELECT value FROM change_counter;
+DROP TABLE change_counter;
+CREATE TEMP TABLE orders_v1 AS SELECT * FROM orders;
+DROP VIEW IF EXISTS order_documents;
+DROP TABLE orders;"""
+V1_IN = """INSERT INTO orders SELECT * FROM temp.orders_v1;
+DROP TABLE temp.orders_v1;
+UPDATE change_counter SET value = (SELECT value FROM temp.counter_v1);
+DROP TABLE temp.counter_v1;"""
 
 UPSERT_SQL = """INSERT INTO orders (id, username, orders, total_sum) VALUES (?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET username = excluded.username, orders = excluded.orders,
@@ -186,20 +194,22 @@ class SqliteStore:
         try:
             with _translated_errors():
                 connection.execute("PRAGMA journal_mode = WAL")
-                counter = connection.execute("SELECT sql FROM sqlite_master WHERE name = "
-                                             "'change_counter'").fetchone()
-                # Version 1 made the counter without its bound: make it anew, value kept.
-                upgrade = counter is not None and "2**53" not in counter[0]
+                upgrade = _schema_version(connection) not in (None, SCHEMA_VERSION)
+                tables, triggers = schema.split("-- @triggers\n", 1)
                 connection.executescript("\n".join([
                     "BEGIN IMMEDIATE;",
-                    COUNTER_V1_OUT if upgrade else "",
-                    schema,
-                    COUNTER_V1_IN if upgrade else "",
+                    V1_OUT if upgrade else "",
+                    tables,
+                    V1_IN if upgrade else "",
+                    triggers,
                     "DELETE FROM schema_version;",
                     f"INSERT INTO schema_version VALUES ({SCHEMA_VERSION});",
                     "INSERT INTO store_identity (generation) SELECT "
                     f"'{new_uuid()}' WHERE NOT EXISTS (SELECT 1 FROM store_identity);",
                     "COMMIT;"]))
+        except StoreRejected as error:
+            raise StoreUnavailable("the database holds orders that this version's constraints "
+                                   "refuse (written by another program?); nothing was changed") from error
         finally:
             connection.close()
 
@@ -280,6 +290,12 @@ class SqliteStore:
                 self._idle.get_nowait().close()
             except queue.Empty:
                 return
+
+
+def _schema_version(connection: sqlite3.Connection) -> int | None:
+    exists = connection.execute("SELECT 1 FROM sqlite_master WHERE name = 'schema_version'").fetchone()
+    row = connection.execute("SELECT max(version) FROM schema_version").fetchone() if exists else None
+    return row[0] if row else None
 
 
 def _valid_utf8(text: bytes) -> bytes:
