@@ -194,6 +194,13 @@ DOCUMENTED_JSON_SOURCE = {  # docs.sesam.io: JSON source, and Sources for `comme
 }
 
 
+DOCUMENTED_DATASET_SOURCE = {  # docs.sesam.io: Dataset source
+    "subset": ["eq", "_S.category", "tank"], "completeness": True,
+    "include_previous_versions": False, "include_replaced": True, "supports_signalling": False,
+}
+ENDPOINT = load(CONFIG / "pipes" / "orders-source-order-endpoint.conf.json")
+
+
 def validate_system(system):
     jsonschema.validate(system, load(SCHEMAS / "system-microservice.schema.json"))
 
@@ -229,10 +236,15 @@ def test_the_pipe_schema_takes_each_documented_json_source_property(name):
     validate_pipe({**COLLECT, "source": {**source, "alternatives": {**source["alternatives"], "prod": prod}}})
 
 
+@pytest.mark.parametrize("name", DOCUMENTED_DATASET_SOURCE)
+def test_the_pipe_schema_takes_each_documented_dataset_source_property(name):
+    validate_pipe({**ENDPOINT, "source": {**ENDPOINT["source"], name: DOCUMENTED_DATASET_SOURCE[name]}})
+
+
 @pytest.mark.parametrize("where, name", [
     ("system", "retry_stratgy"), ("system", "useHttps"), ("docker", "memroy"), ("docker", "host"),
     ("pipe", "reprocesing_policy"), ("pipe", "batchsize"), ("pump", "max_read_retry"),
-    ("pump", "cron"), ("retry", "max_retries"),
+    ("pump", "cron"), ("retry", "max_retries"), ("dataset_source", "include_replace"),
 ])
 def test_a_misspelt_property_is_refused(where, name):
     if where == "system":
@@ -243,6 +255,8 @@ def test_a_misspelt_property_is_refused(where, name):
         config, validate = {**SYSTEM, "retry_strategy": {"503": {name: 3}}}, validate_system
     elif where == "pipe":
         config, validate = {**COLLECT, name: 1}, validate_pipe
+    elif where == "dataset_source":
+        config, validate = {**ENDPOINT, "source": {**ENDPOINT["source"], name: True}}, validate_pipe
     else:
         config, validate = {**COLLECT, "pump": {**COLLECT["pump"], name: 1}}, validate_pipe
     with pytest.raises(jsonschema.ValidationError):
