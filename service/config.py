@@ -6,7 +6,7 @@ process with one clear message instead of failing later in the middle of a reque
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Mapping
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -57,10 +57,11 @@ class Settings:
         return bool(self.auth_username)
 
     def __repr__(self) -> str:
-        # Never let the password reach a log line or a traceback through repr().
-        return (f"Settings(host={self.host!r}, port={self.port}, database_url="
-                f"{redact_url(self.database_url)!r}, auth_enabled={self.auth_enabled}, "
-                f"log_level={self.log_level!r}, workers={self.workers}, threads={self.threads})")
+        # Every field, but never a password: not the auth one, not the database URL's.
+        shown = {field.name: getattr(self, field.name) for field in fields(self)
+                 if field.name != "auth_password"}
+        shown["database_url"] = redact_url(self.database_url)
+        return "Settings(" + ", ".join(f"{name}={value!r}" for name, value in shown.items()) + ")"
 
     __str__ = __repr__
 

@@ -25,6 +25,9 @@ def test_the_password_never_shows_in_repr():
     settings = load_settings({"AUTH_USERNAME": "sesam", "AUTH_PASSWORD": "hunter2-secret",
                               "DATABASE_URL": "postgresql://app:dbsecret@db/orders"})
     assert "hunter2-secret" not in repr(settings) and "dbsecret" not in str(settings)
+    # ...and every other field is there, so a new one cannot be forgotten.
+    for name in ("max_body_bytes", "graceful_timeout", "migrate_on_start", "load_sample_orders"):
+        assert f"{name}=" in repr(settings)
     assert settings.auth_enabled and settings.log_level == "INFO"
 
 
