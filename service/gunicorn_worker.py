@@ -88,7 +88,7 @@ class StopListeningThreadWorker(ThreadWorker):
         except OSError:
             data = b""
         if not data:  # the client went away
-            self._drop_head(conn)
+            self._close_read(conn, self.reading_heads)
             return
         seen = len(conn.head)
         conn.head += data
@@ -105,9 +105,10 @@ class StopListeningThreadWorker(ThreadWorker):
         conn.head_ready = conn.data_ready = True
         self.enqueue_req(conn)
 
-    def _drop_head(self, conn) -> None:
+    def _close_read(self, conn, table: dict) -> None:
+        """Close a connection the main loop was reading (its head, or its linger)."""
         self.poller.unregister(conn.sock)
-        del self.reading_heads[conn]
+        del table[conn]
         self.nr_conns -= 1
         conn.close()
 
@@ -116,10 +117,17 @@ class StopListeningThreadWorker(ThreadWorker):
         linger is over."""
         super().murder_pending()
         now = time.monotonic()
-        for conn in [conn for conn, deadline in self.reading_heads.items() if deadline < now]:
-            self._drop_head(conn)
-        for conn in [conn for conn, deadline in self.lingering.items() if deadline < now]:
-            self._end_linger(conn)
+        for table in (self.reading_heads, self.lingering):
+            for conn in [conn for conn, deadline in table.items() if deadline < now]:
+                self._close_read(conn, table)
+
+    def _cap_keepalive(self, deadline) -> None:
+        """When stopping, gunicorn gives kept-alive connections a last moment for a
+        request already on its way; heads still coming in get the same, not their 10 s
+        (Docker kills a container 10 s after SIGTERM)."""
+        super()._cap_keepalive(deadline)
+        for conn in self.reading_heads:
+            self.reading_heads[conn] = min(self.reading_heads[conn], deadline)
 
     def handle_request(self, req, conn) -> bool:
         keepalive = super().handle_request(req, conn)
@@ -154,13 +162,7 @@ class StopListeningThreadWorker(ThreadWorker):
             return
         except OSError:
             pass
-        self._end_linger(conn)
-
-    def _end_linger(self, conn) -> None:
-        self.poller.unregister(conn.sock)
-        del self.lingering[conn]
-        self.nr_conns -= 1
-        conn.close()
+        self._close_read(conn, self.lingering)
 
     def handle_error(self, req, client, addr, exc) -> None:
         """gunicorn answers what it cannot parse (a bad request line, a URI or headers too

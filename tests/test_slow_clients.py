@@ -82,3 +82,23 @@ def test_slow_and_idle_clients_do_not_starve_a_normal_pull(server):
         stop.set()
         for thread in threads:
             thread.join(10)
+
+
+def test_stopping_does_not_wait_for_heads_that_never_come(server):
+    """Docker kills a container 10 s after SIGTERM; a head still trickling in gets the
+    same last moment as a kept-alive connection, not its own 10 s."""
+    stop, opened = threading.Event(), []
+    threads = [threading.Thread(target=trickle, daemon=True,
+                                args=(server.port, b"GET /health HTTP/1.1\r\nHost: t\r\n",
+                                      b"X-Slow: 1\r\n", stop, opened)) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(0.5)
+        started = time.monotonic()
+        assert server.stop() == 0
+        assert time.monotonic() - started < 5
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(10)
