@@ -17,7 +17,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test test-contract test-image pull build push image-name check-engine check-clean sesam-env sesam-config bench clean
+.PHONY: help venv run test test-fast lint test-contract test-image pull build push image-name check-engine check-clean sesam-env sesam-config bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -35,6 +35,13 @@ run: $(STAMP) ## Run the service on SQLite with the sample orders (http://127.0.
 
 test: $(STAMP) ## Run the test suite (unit, store, API, gunicorn, contract, properties)
 	$(BIN)/pytest --ignore=tests/image $(PYTEST_ARGS)
+
+test-fast: $(STAMP) ## Run the fast tests only: units and stores in process, no server (seconds)
+	$(BIN)/pytest tests/unit tests/store -m "not slow" $(PYTEST_ARGS)
+
+lint: $(STAMP) ## Lint (ruff's default rules) and type-check (mypy) the service and the test helpers
+	$(BIN)/ruff check --isolated --ignore I001,N999 service tests
+	$(BIN)/mypy --ignore-missing-imports service tests/support tests/sesam_emulator tests/sesam_config
 
 test-contract: $(STAMP) ## Run the contract suite against SERVICE_URL (SERVICE_USER, SERVICE_PASSWORD from env)
 	$(BIN)/pytest tests/contract --service-url "$(SERVICE_URL)" \

@@ -19,7 +19,7 @@ import logging
 import random
 import re
 import time
-from typing import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from .logs import request_id_var
 
@@ -41,7 +41,7 @@ def _new_request_id() -> str:
 class PullStats:
     """What a pull's stream served; the view fills it in, the access log reads it."""
 
-    __slots__ = ("since", "limit", "entities", "complete")
+    __slots__ = ("complete", "entities", "limit", "since")
 
     def __init__(self, since: int, limit: int | None) -> None:
         self.since, self.limit = since, limit
@@ -80,7 +80,7 @@ class AccessLog:
 class _LoggedBody:
     """The app's response body, unchanged; closing it writes the access log line."""
 
-    __slots__ = ("_body", "_chunks", "_environ", "_status", "_started")
+    __slots__ = ("_body", "_chunks", "_environ", "_started", "_status")
 
     def __init__(self, body: Iterable[bytes], environ: dict, status: list[str],
                  started: float) -> None:

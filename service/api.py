@@ -1,6 +1,7 @@
 """The HTTP routes: parse the request, call the store, map the result. No SQL, no JSON building."""
 from __future__ import annotations
 
+import json
 import re
 from importlib import resources
 
@@ -11,7 +12,7 @@ from werkzeug.exceptions import BadRequest, NotFound, RequestEntityTooLarge, Uns
 from .access_log import PULL_STATS, PullStats
 from .orders import InvalidOrder, parse_id, parse_json, parse_order, parse_orders
 from .params import parse_pull_params
-from .serialize import dataset_headers, json_array, prefetched
+from .serialize import dataset_headers, json_array
 from .store import Store
 
 bp = Blueprint("api", __name__)
@@ -31,8 +32,8 @@ def pull_orders() -> Response:
     stats = request.environ[PULL_STATS] = PullStats(params.since, params.limit)
     stream = store().open_changes(params.since, params.limit)
     headers = dataset_headers(stream.identity)
+    chunks = stream.chunks()  # the first chunk was read when the stream opened
     try:
-        chunks = prefetched(stream.chunks())
         if stream.exhausted:
             # The whole answer is in memory already (a small or incremental pull): send
             # it in one piece with a Content-Length, and give the connection back now.
@@ -80,7 +81,7 @@ def upsert_orders() -> Response:
     """Create or replace many orders in one transaction: all or nothing."""
     orders = parse_orders(_json_body())
     created, updated = store().upsert_orders(orders)
-    return current_app.json.response({"created": created, "updated": updated})
+    return _json_response({"created": created, "updated": updated})
 
 
 @bp.get("/openapi.json")
@@ -92,7 +93,11 @@ def openapi() -> Response:
 @bp.get("/health")
 def health() -> Response:
     store().ping()
-    return current_app.json.response({"status": "ok"})
+    return _json_response({"status": "ok"})
+
+
+def _json_response(document: dict) -> Response:
+    return Response(json.dumps(document), mimetype=JSON)
 
 
 def _path_id(raw: str) -> int:

@@ -24,7 +24,7 @@ HEAD_END = b"\r\n\r\n"
 # answer, so the kernel does not reset it before the client has the answer.
 LINGER_S = 2.0
 
-_ERROR_PAGE = re.compile(rb"\AHTTP/1\.1 (\d{3}) ([^\r]*)\r\n.*?</h1>(.*)</body>", re.S)
+_ERROR_PAGE = re.compile(rb"\AHTTP/1\.1 (\d{3}) ([^\r]*)\r\n.*?</h1>(.*)</body>", re.DOTALL)
 
 
 class StopListeningThreadWorker(ThreadWorker):

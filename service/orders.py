@@ -99,7 +99,8 @@ def _total_sum(value: Any, what: str) -> str:
     if not isinstance(value, Decimal):
         raise InvalidOrder(f"{what} must be a number")
     try:
-        exponent_ok = value.is_finite() and -MAX_FRACTION_DIGITS <= value.as_tuple().exponent
+        exponent = value.as_tuple().exponent  # a letter only for NaN and infinities
+        exponent_ok = value.is_finite() and isinstance(exponent, int) and -MAX_FRACTION_DIGITS <= exponent
         digits_ok = exponent_ok and value.adjusted() < MAX_INTEGER_DIGITS
     except InvalidOperation:  # pragma: no cover - Decimal from JSON is always well formed
         exponent_ok = digits_ok = False

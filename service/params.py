@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 MAX_INT64 = 2 ** 63 - 1
 _DIGITS = re.compile(r"[0-9]{1,19}")  # ASCII only: int() would also take '١٢', ' 7', '+7', '7_0'

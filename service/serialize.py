@@ -1,9 +1,8 @@
 """Pure functions that turn entity texts and errors into response bytes."""
 from __future__ import annotations
 
-import itertools
 import json
-from typing import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from .store.base import StoreIdentity
 
@@ -26,12 +25,6 @@ def json_array(chunks: Iterable[Chunk],
             opened = True
             on_entities(count)
     yield b"]" if opened else b"[]"
-
-
-def prefetched(chunks: Iterator[Chunk]) -> Iterator[Chunk]:
-    """Read the first chunk now, so a failure can still be a proper error response."""
-    first = next(chunks, None)
-    return chunks if first is None else itertools.chain([first], chunks)
 
 
 def dataset_headers(identity: StoreIdentity) -> list[tuple[str, str]]:

@@ -9,7 +9,7 @@ from hypothesis import settings
 from service.app import create_app
 from service.config import load_settings
 from service.store import open_store
-from tests.databases import BACKENDS, fresh_database
+from tests.support.databases import BACKENDS, fresh_database
 
 
 # CI runs the property tests with a fixed seed: a red build then always reproduces.

@@ -8,7 +8,8 @@ from __future__ import annotations
 import itertools
 import uuid
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Protocol, TypeVar
+from typing import Protocol, TypeVar
+from collections.abc import Iterable, Iterator
 
 T = TypeVar("T")
 

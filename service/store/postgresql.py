@@ -5,7 +5,8 @@ from __future__ import annotations
 import itertools
 from contextlib import contextmanager
 from importlib import resources
-from typing import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
+from typing import Any, cast
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -79,7 +80,8 @@ class PostgresChangeStream(ChunkedReads):
         self._left = limit
         with _translated_errors():
             self._connection = pool.getconn(timeout=POOL_TIMEOUT_S)
-        self._rows: Iterator[str] | None = None
+        self._released = False
+        self._rows: Generator[str, None, None] | None = None
         try:
             with _translated_errors():
                 # The stream manages its transaction itself, to save round trips.
@@ -99,7 +101,7 @@ class PostgresChangeStream(ChunkedReads):
         size = self._next_size(FIRST_CHUNK_ROWS)
         row = self._connection.execute(SMALL_PULL_SQL, (since, size)).fetchone()
         self.identity = _identity(row)
-        entities, count = row[4:]
+        entities, count = row[4:] if row else (None, 0)
         return self._counted(entities.encode() if count else b"", count, size)
 
     def _open_stream(self, since: int) -> None:
@@ -115,22 +117,25 @@ class PostgresChangeStream(ChunkedReads):
         cursor.nextset()
         self.identity = _identity(cursor.fetchone())
         rows = self._connection.cursor(row_factory=scalar_row)
-        self._rows = rows.stream(ENTITY_SQL, (since, self._left), size=STREAM_FETCH_ROWS)
+        # A generator, typed as an iterator by psycopg: close() cancels the query.
+        self._rows = cast(Generator[str, None, None],
+                          rows.stream(ENTITY_SQL, (since, self._left), size=STREAM_FETCH_ROWS))
         self._first = self._read(FIRST_CHUNK_ROWS)
 
     def _read(self, rows: int = CHUNK_ROWS) -> tuple[bytes, int] | None:
         size = self._next_size(rows)
+        stream = self._rows if self._rows is not None else iter(())  # a small pull has none
         with _translated_errors():
-            entities = list(itertools.islice(self._rows, size))
+            entities = list(itertools.islice(stream, size))
             chunk = self._counted(",".join(entities).encode(), len(entities), size)
             if self.exhausted and len(entities) == size:
-                next(self._rows, None)  # the limit is reached: let the query end
+                next(stream, None)  # the limit is reached: let the query end
         return chunk
 
     def close(self) -> None:
-        if self._connection is None:
+        if self._released:
             return
-        connection, self._connection = self._connection, None
+        self._released, connection = True, self._connection
         try:
             if self._rows is not None:
                 self._rows.close()  # a query still running is cancelled
@@ -150,7 +155,7 @@ class PostgresStore:
         # a key, whose best plan does not depend on the values; PostgreSQL would otherwise
         # plan a small pull afresh on every call, which costs more than running it.
         options = " ".join(filter(None, [
-            conninfo_to_dict(url).get("options"),
+            str(conninfo_to_dict(url).get("options") or ""),
             f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
             f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT_MS}",
             "-c plan_cache_mode=force_generic_plan"]))
@@ -165,9 +170,8 @@ class PostgresStore:
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection]:
-        with _translated_errors():
-            with self.pool.connection(timeout=POOL_TIMEOUT_S) as connection:
-                yield connection  # commits on success, rolls back on error
+        with _translated_errors(), self.pool.connection(timeout=POOL_TIMEOUT_S) as connection:
+            yield connection  # commits on success, rolls back on error
 
     def migrate(self) -> None:
         schema = resources.files(__package__).joinpath("schema_postgresql.sql").read_text()
@@ -185,7 +189,7 @@ class PostgresStore:
 
     @staticmethod
     def _schema_version(connection: psycopg.Connection) -> int | None:
-        if connection.execute("SELECT to_regclass('schema_version')").fetchone()[0] is None:
+        if _value(connection, "SELECT to_regclass('schema_version')") is None:
             return None
         row = connection.execute("SELECT max(version) FROM schema_version").fetchone()
         return row[0] if row else None
@@ -193,7 +197,7 @@ class PostgresStore:
     def load_if_empty(self, orders: Iterable[Order]) -> bool:
         with self._connection() as connection:
             connection.execute("LOCK TABLE orders IN EXCLUSIVE MODE")
-            if connection.execute("SELECT EXISTS (SELECT 1 FROM changes)").fetchone()[0]:
+            if _value(connection, "SELECT EXISTS (SELECT 1 FROM changes)"):
                 return False
             _upsert(connection, orders)
             return True
@@ -209,12 +213,12 @@ class PostgresStore:
         restore_uuid = new_uuid()
         with self._connection() as connection:
             connection.execute("SELECT lock_changes()")  # no writer draws values meanwhile
-            offset = connection.execute("SELECT max(seq) FROM changes").fetchone()[0]
+            offset = _value(connection, "SELECT max(seq) FROM changes")
             connection.execute("UPDATE store_identity SET restore_uuid = %s, restore_offset = %s",
                                (restore_uuid, offset))
-            counter = connection.execute(
-                "SELECT setval('change_seq', greatest(last_value, %s, clock_us() + %s)) "
-                "FROM change_seq", (past, RESTORE_MARGIN_US)).fetchone()[0]
+            counter = _value(connection,
+                             "SELECT setval('change_seq', greatest(last_value, %s, clock_us() + %s)) "
+                             "FROM change_seq", (past, RESTORE_MARGIN_US))
         return Restore(restore_uuid, offset, counter)
 
     def get_order(self, order_id: int) -> str | None:
@@ -226,7 +230,7 @@ class PostgresStore:
     def upsert_orders(self, orders: list[Order]) -> tuple[int, int]:
         with self._connection() as connection:
             ids = [order.id for order in orders]
-            existing = connection.execute("SELECT count(*) FROM orders WHERE id = ANY(%s)", (ids,)).fetchone()[0]
+            existing = _value(connection, "SELECT count(*) FROM orders WHERE id = ANY(%s)", (ids,))
             _upsert(connection, orders)
         return len(orders) - existing, existing
 
@@ -244,6 +248,14 @@ class PostgresStore:
 
     def close(self) -> None:
         self.pool.close()
+
+
+def _value(connection: psycopg.Connection, query: str, params: tuple = ()) -> Any:
+    """The one value of a query that always returns one row (an aggregate, a setval)."""
+    row = connection.execute(query, params).fetchone()
+    if row is None:
+        raise StoreUnavailable("the database failed")
+    return row[0]
 
 
 def _identity(row: tuple | None) -> StoreIdentity:

@@ -19,7 +19,7 @@
 -- are never serialised behind writers; only writers of orders queue on each other.
 
 -- numeric keeps 12.10 as 12.10. What another program may write that the API refuses
--- is refused here too (tests/test_constraints.py writes each both ways): an id that is
+-- is refused here too (tests/store/test_constraints.py writes each both ways): an id that is
 -- not positive; a text that is empty or blank (ASCII white space), longer than 1,000
 -- characters or starts with `~` (Sesam would read a typed value); a TotalSum that is
 -- negative, NaN or infinite (the upper bound refuses both), or has more than 28 digits

@@ -18,7 +18,7 @@
 -- write time, so a full sync streams ready-made text instead of serialising every row.
 
 -- What another program may write here that the API refuses, and what becomes of it
--- (tests/test_constraints.py writes each through the API and through plain SQL):
+-- (tests/store/test_constraints.py writes each through the API and through plain SQL):
 -- refused by the CHECKs below, as the API refuses them: an id that is not a positive
 -- integer; a text that is empty or blank (ASCII white space), longer than 1,000
 -- characters, or starts with `~` (Sesam would read a typed value); a TotalSum that is

@@ -7,7 +7,7 @@ import sqlite3
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from .base import (CHUNK_ROWS, FIRST_CHUNK_ROWS, RESTORE_MARGIN_US, ChunkedReads, Order,
                    Restore, StoreIdentity, StoreRejected, StoreUnavailable, batches,
@@ -86,9 +86,9 @@ def _translated_errors() -> Iterator[None]:
 class SqliteChangeStream(ChunkedReads):
     """Chunks of the change log, all read in one read transaction: a consistent snapshot."""
 
-    def __init__(self, store: "SqliteStore", connection: sqlite3.Connection, since: int,
+    def __init__(self, store: SqliteStore, connection: sqlite3.Connection, since: int,
                  limit: int | None):
-        self._store, self._connection = store, connection
+        self._store, self._connection, self._released = store, connection, False
         self._since, self._left = since, limit
         size = self._next_size(FIRST_CHUNK_ROWS)
         with _translated_errors():
@@ -118,9 +118,9 @@ class SqliteChangeStream(ChunkedReads):
         return self._counted(text, count, size)
 
     def close(self) -> None:
-        if self._connection is not None:
+        if not self._released:
+            self._released = True
             self._store._release(self._connection)  # rolls the read transaction back
-            self._connection = None
 
 
 class SqliteStore:
@@ -204,8 +204,8 @@ class SqliteStore:
                     triggers,
                     "DELETE FROM schema_version;",
                     f"INSERT INTO schema_version VALUES ({SCHEMA_VERSION});",
-                    "INSERT INTO store_identity (generation) SELECT "
-                    f"'{new_uuid()}' WHERE NOT EXISTS (SELECT 1 FROM store_identity);",
+                    ("INSERT INTO store_identity (generation) SELECT "
+                    f"'{new_uuid()}' WHERE NOT EXISTS (SELECT 1 FROM store_identity);"),
                     "COMMIT;"]))
         except StoreRejected as error:
             raise StoreUnavailable("the database holds orders that this version's constraints "

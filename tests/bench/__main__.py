@@ -32,13 +32,13 @@ from pathlib import Path
 
 from service.store import open_store
 from tests.bench.data import orders
-from tests.bench.memory import MemorySampler
-from tests.databases import fresh_database, plain_sql
-from tests.servers import ROOT, free_port, start_gunicorn
+from tests.support.memory import MemorySampler
+from tests.support.databases import fresh_database, plain_sql
+from tests.support.servers import ROOT, free_port, start_gunicorn
 
 
 @dataclass
-class Target:
+class Contender:
     name: str
     port: int
     root_pid: int
@@ -102,7 +102,7 @@ def run_wrk_repeated(port: int, path: str, seconds: int, connections: int, runs:
 def run_wrk(port: int, path: str, seconds: int, connections: int) -> dict:
     output = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency",
                              f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True,
-                            timeout=seconds + 60).stdout
+                            timeout=seconds + 60, check=False).stdout
     def latency(label):
         match = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)", output, re.MULTILINE)
         value, unit = float(match.group(1)), match.group(2)
@@ -117,17 +117,18 @@ def run_wrk(port: int, path: str, seconds: int, connections: int) -> dict:
 
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 # ---- the three targets -----------------------------------------------------------------
 
-def start_peer(count: int, seed: int, log: Path) -> Target:
+def start_peer(count: int, seed: int, log: Path) -> Contender:
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "tests.bench.peer", str(port), str(count), str(seed)],
-                               cwd=ROOT, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+    with open(log, "wb") as output:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen([sys.executable, "-m", "tests.bench.peer", str(port), str(count),
+                                    str(seed)], cwd=ROOT, stdout=output, stderr=subprocess.STDOUT)
     wait_for(port, "/health", process, timeout=600)
-    return Target("peer", port, process.pid, "/api/orders", f"/api/orders?since={count // 2}&limit=10",
+    return Contender("peer", port, process.pid, "/api/orders", f"/api/orders?since={count // 2}&limit=10",
                   f"/api/orders?since={count - 1000}", process=process)
 
 
@@ -146,7 +147,7 @@ def write_bodies(www: Path, full_body: bytes, small_body: bytes) -> Path:
     return www
 
 
-def start_nginx(folder: Path, www: Path) -> Target | None:
+def start_nginx(folder: Path, www: Path) -> Contender | None:
     if not shutil.which("nginx"):
         return None
     folder.mkdir()
@@ -177,13 +178,13 @@ http {{
     process = subprocess.Popen(["nginx", "-c", str(folder / "nginx.conf"), "-p", str(folder)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     wait_for(port, "/health", process)
-    return Target("limit", port, process.pid, "/full.json", "/small.json", "", process=process)
+    return Contender("limit", port, process.pid, "/full.json", "/small.json", "", process=process)
 
 
-def start_floor(folder: Path, www: Path) -> Target:
+def start_floor(folder: Path, www: Path) -> Contender:
     server = start_gunicorn(f"sqlite:///{folder}/floor.sqlite3", folder, app="tests.bench.floor:app",
                             FLOOR_FULL_BODY=str(www / "full.json"), FLOOR_SMALL_BODY=str(www / "small.json"))
-    return Target("floor", server.port, server.process.pid, "/api/orders", "/api/orders?limit=10", "",
+    return Contender("floor", server.port, server.process.pid, "/api/orders", "/api/orders?limit=10", "",
                   process=server.process, stop_fn=server.stop)
 
 
@@ -202,7 +203,7 @@ def wait_for(port: int, path: str, process: subprocess.Popen, timeout: float = 6
     raise RuntimeError(f"nothing answered on port {port}")
 
 
-def stop(target: Target) -> None:
+def stop(target: Contender) -> None:
     if target.stop_fn:
         target.stop_fn()
     elif target.process and target.process.poll() is None:
@@ -212,7 +213,7 @@ def stop(target: Target) -> None:
 
 # ---- one size --------------------------------------------------------------------------
 
-def measure_full(target: Target, repeats: int, count: int, reference: bytes | None) -> bytes:
+def measure_full(target: Contender, repeats: int, count: int, reference: bytes | None) -> bytes:
     walls, first_bytes, peaks_rss, peaks_pss, body = [], [], [], [], b""
     for _ in range(repeats):
         sampler = MemorySampler(target.root_pid)
@@ -265,7 +266,7 @@ def bench_size(count: int, args, scratch: Path, backend: str) -> dict:
         server = start_gunicorn(url, folder, LOG_LEVEL="INFO", WEB_CONCURRENCY="2", THREADS="4")
         # `_updated` values are the clock's, so the same pulls as the peer's (10 from the
         # middle, the last 1,000) start after the change at that position, not at a count.
-        service = Target("service", server.port, server.process.pid, "/api/orders",
+        service = Contender("service", server.port, server.process.pid, "/api/orders",
                          f"/api/orders?since={updated_at(url, count // 2)}&limit=10",
                          f"/api/orders?since={updated_at(url, count - 1000)}",
                          process=server.process, stop_fn=server.stop)
@@ -307,10 +308,10 @@ def bench_size(count: int, args, scratch: Path, backend: str) -> dict:
 # ---- reporting -------------------------------------------------------------------------
 
 def table(results: list[dict]) -> str:
-    rows = ["| orders | backend | target | full sync s (median, min-max) | entities/s | MB/s | first byte ms "
+    rows = [("| orders | backend | target | full sync s (median, min-max) | entities/s | MB/s | first byte ms "
             "| peak RSS MB | peak PSS MB | incr. 1000 ms (median / p99) "
             "| small pulls req/s (median, min-max; p50 / p99 ms) "
-            "| vs limit | vs peer | small pulls vs floor |",
+            "| vs limit | vs peer | small pulls vs floor |"),
             "|" + "---|" * 14]
     for result in results:
         named = result["targets"]
@@ -318,8 +319,9 @@ def table(results: list[dict]) -> str:
             full = figures["full_sync"]
             incremental = figures.get("incremental_1000")
             small = figures.get("small_pulls", {})
-            vs = lambda other: (f"{full['entities_per_s'] / named[other]['full_sync']['entities_per_s']:.2f}x"
-                                if other in named and name == "service" else "")
+            def vs(other, full=full, named=named, name=name):
+                return (f"{full['entities_per_s'] / named[other]['full_sync']['entities_per_s']:.2f}x"
+                        if other in named and name == "service" else "")
             floor_small = named.get("floor", {}).get("small_pulls", {})
             vs_floor = (f"{small['requests_per_s'] / floor_small['requests_per_s']:.2f}x"
                         if name == "service" and "requests_per_s" in small and "requests_per_s" in floor_small

@@ -15,13 +15,12 @@ import pytest
 
 from service.app import create_app
 from service.config import load_settings
-from tests.databases import BACKENDS, fresh_database
-from tests.servers import start_gunicorn
-from tests.targets import Target, flask_target, http_target
+from tests.support.databases import BACKENDS, fresh_database
+from tests.support.servers import start_gunicorn
+from tests.contract.seeding import REMOTE_SEED_BASE, SEED_IDS, seed
+from tests.support.targets import Target, flask_target, http_target
 
 USER, PASSWORD = "contract-user", "contract-password-not-secret"
-SEED_IDS = range(1, 41)          # orders the suite writes on its own targets
-REMOTE_SEED_BASE = 9_000_000_000  # ids it writes on a --service-url target (--allow-writes)
 
 
 def pytest_generate_tests(metafunc):
@@ -57,26 +56,6 @@ def target(request, tmp_path_factory) -> Target:
         target = http_target("gunicorn", f"{server.url}/api/orders", USER, PASSWORD, writable=True)
     seed(target, list(SEED_IDS))
     return target
-
-
-def seed(target: Target, ids: list[int]) -> None:
-    """Give a writable target creates, updates and deletes, so every rule has data to act on."""
-    if target.write is None:
-        return
-    for order_id in ids:
-        status = target.write("PUT", f"/api/orders/{order_id}", order(order_id))
-        if status in (404, 405):
-            target.write = None  # the target has no write API like ours
-            return
-        assert status in (200, 201), status
-    for order_id in ids[::8]:
-        assert target.write("PUT", f"/api/orders/{order_id}", order(order_id, "changed")) == 200
-    for order_id in ids[3::9]:
-        assert target.write("DELETE", f"/api/orders/{order_id}", None) == 204
-
-
-def order(order_id: int, username: str = "contract") -> dict:
-    return {"id": order_id, "Username": username, "Orders": "Thinkpad", "TotalSum": order_id + 0.25}
 
 
 @pytest.fixture

@@ -6,7 +6,8 @@ import random
 
 import pytest
 
-from tests.contract.conftest import REMOTE_SEED_BASE, order
+from tests.contract.seeding import REMOTE_SEED_BASE, order
+import itertools
 
 BAD_SINCE = ["abc", "1.5", "-1", "", "1e3", "0x10", "99999999999999999999999"]
 BAD_LIMIT = ["0", "-3", "abc", "", "2.5", "99999999999999999999999"]
@@ -37,7 +38,7 @@ def test_updated_is_of_one_type_and_strictly_increasing(full):
     kinds = {type(entity["_updated"]) for entity in full}
     assert len(kinds) == 1 and kinds <= {int, str}, kinds
     values = [entity["_updated"] for entity in full]
-    assert all(a < b for a, b in zip(values, values[1:])), "not strictly increasing"
+    assert all(a < b for a, b in itertools.pairwise(values)), "not strictly increasing"
 
 
 def test_each_id_appears_once_in_a_full_read(full):

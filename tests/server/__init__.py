@@ -1,0 +1,1 @@
+"""The service under gunicorn over real HTTP: framing, streaming, faults, load, shutdown."""

@@ -1,0 +1,1 @@
+"""The bundled Sesam config against the code, and pipes syncing through the emulator."""

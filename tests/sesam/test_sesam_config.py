@@ -1,0 +1,220 @@
+"""The bundled Sesam config (sesam-config/) is valid, complete, and agrees with the code."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import jsonschema
+import pytest
+
+from service.app import create_app
+from service.config import DEFAULTS, load_settings
+from tests import sesam_config
+from tests.support.servers import ROOT, start_gunicorn
+
+CONFIG = ROOT / "sesam-config"
+SCHEMAS = CONFIG / "schemas"
+SYSTEM = json.loads((CONFIG / "systems" / "orders-source.conf.json").read_text())
+COLLECT = json.loads((CONFIG / "pipes" / "orders-source-order-collect.conf.json").read_text())
+SOURCE = COLLECT["source"]["alternatives"]["prod"]
+SECRET = re.compile(r"^\$SECRET\([a-z0-9-]+\)$")
+# Test-only stand-ins for the node's secrets.
+SECRETS = {"orders-source-username": "sesam-node", "orders-source-password": "node-secret-for-tests"}
+
+
+def load(path):
+    return json.loads(path.read_text())
+
+
+def resolve(value: str) -> str:
+    """Replace $SECRET(name) as the node would, with the test stand-ins."""
+    return re.sub(r"\$SECRET\(([a-z0-9-]+)\)", lambda match: SECRETS[match.group(1)], value)
+
+
+@pytest.mark.parametrize("path", sorted((CONFIG / "systems").glob("*.conf.json")), ids=lambda p: p.name)
+def test_systems_validate_against_our_schema(path):
+    jsonschema.validate(load(path), load(SCHEMAS / "system-microservice.schema.json"))
+    assert load(path)["_id"] == path.name.removesuffix(".conf.json")
+
+
+@pytest.mark.parametrize("path", sorted((CONFIG / "pipes").glob("*.conf.json")), ids=lambda p: p.name)
+def test_pipes_validate_against_our_schema(path):
+    jsonschema.validate(load(path), load(SCHEMAS / "pipe.schema.json"))
+    assert load(path)["_id"] == path.name.removesuffix(".conf.json")
+
+
+@pytest.mark.parametrize("broken", [
+    {**SOURCE, "page_size": 100, "is_chronological": False},
+    {**SOURCE, "url": "/api/orders"},
+    {**SOURCE, "if_source_empty": "maybe"},
+    {**SOURCE, "suports_since": True},
+])
+def test_the_pipe_schema_catches_mistakes(broken):
+    pipe = {**COLLECT, "source": {**COLLECT["source"], "alternatives": {"prod": broken}}}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(pipe, load(SCHEMAS / "pipe.schema.json"))
+
+
+def test_the_system_schema_catches_mistakes():
+    schema = load(SCHEMAS / "system-microservice.schema.json")
+    for broken in ({**SYSTEM, "_id": "Orders_Source"}, {**SYSTEM, "docker": {**SYSTEM["docker"], "port": "5000"}},
+                   {key: value for key, value in SYSTEM.items() if key != "password"}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(broken, schema)
+
+
+def test_names_follow_sesam_conventions():
+    assert COLLECT["_id"] == f"{SYSTEM['_id']}-order-collect"
+    assert SOURCE["system"] == SYSTEM["_id"]
+
+
+def test_the_port_is_the_one_gunicorn_binds_and_the_image_exposes():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert SYSTEM["docker"]["port"] == int(DEFAULTS["PORT"])
+    assert f"EXPOSE {SYSTEM['docker']['port']}" in dockerfile
+    assert "PORT" not in SYSTEM["docker"]["environment"] or \
+        SYSTEM["docker"]["environment"]["PORT"] == str(SYSTEM["docker"]["port"])
+
+
+def test_the_url_is_the_pull_endpoint():
+    app = create_app(load_settings({"DATABASE_URL": "sqlite:///:memory:", "LOG_LEVEL": "ERROR"}))
+    rules = {rule.rule: rule.endpoint for rule in app.url_map.iter_rules() if "GET" in rule.methods}
+    assert rules["/" + SOURCE["url"]] == "api.pull_orders"
+
+
+def test_the_image_is_exactly_what_make_push_publishes():
+    # docker.image is a node variable; `make sesam-env` prints its value for the image
+    # that `make push` publishes (`make image-name`), whatever IMAGE and TAG are.
+    assert SYSTEM["docker"]["image"] == "$ENV(orders-source-image)"
+    args = ["make", "-s", "--no-print-directory", "IMAGE=registry.example/team/orders", "TAG=v1.2.3"]
+    pushed = subprocess.run([*args, "image-name"], cwd=ROOT, capture_output=True, text=True, check=True)
+    env = subprocess.run([*args, "sesam-env"], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert json.loads(env.stdout) == {"orders-source-image": pushed.stdout.strip()}
+    assert pushed.stdout.strip() == "registry.example/team/orders:v1.2.3"
+    default_image = re.search(r"^IMAGE\s*\?=\s*(\S+)", (ROOT / "Makefile").read_text(), re.MULTILINE).group(1)
+    assert load(CONFIG / "test-env.json")["orders-source-image"].startswith(default_image + ":")
+
+
+def test_the_environment_is_complete_and_valid_for_the_service():
+    environment = SYSTEM["docker"]["environment"]
+    assert all(isinstance(value, str) for value in environment.values())  # passed as-is
+    assert set(environment) <= set(DEFAULTS), set(environment) - set(DEFAULTS)
+    # The choices that matter in production are stated, not left to defaults.
+    assert {"AUTH_USERNAME", "AUTH_PASSWORD", "DATABASE_URL", "LOAD_SAMPLE_ORDERS"} <= set(environment)
+    settings = load_settings({key: resolve(value) for key, value in environment.items()})
+    assert settings.auth_enabled and not settings.load_sample_orders
+    assert settings.port == SYSTEM["docker"]["port"]
+
+
+def test_the_memory_is_sesams_default_128_mb():
+    assert SYSTEM["docker"]["memory"] <= 128
+
+
+def test_the_credentials_the_service_checks_are_the_ones_sesam_sends():
+    environment = SYSTEM["docker"]["environment"]
+    assert SYSTEM["authentication"] == "basic"
+    assert SYSTEM["username"] == environment["AUTH_USERNAME"]
+    assert SYSTEM["password"] == environment["AUTH_PASSWORD"]
+    assert SECRET.match(SYSTEM["username"]) and SECRET.match(SYSTEM["password"])
+
+
+def test_no_secret_value_appears_literally_anywhere_in_the_config():
+    def walk(value, key=""):
+        if isinstance(value, dict):
+            for name, item in value.items():
+                if name != "entities":  # order data (its "Username" is a customer, not a login)
+                    yield from walk(item, name)
+        elif isinstance(value, list):
+            for item in value:
+                yield from walk(item, key)
+        else:
+            yield key, value
+
+    for path in [*CONFIG.rglob("*.conf.json"), CONFIG / "test-env.json", CONFIG / "prod-env.json"]:
+        for key, value in walk(load(path)):
+            if re.search(r"password|secret|token|username|api_?key", key, re.IGNORECASE):
+                assert isinstance(value, str) and SECRET.match(value), f"{path.name}: {key}"
+        text = path.read_text()
+        assert not re.search(r"eyJ[A-Za-z0-9_-]{10,}", text), f"{path.name} holds a JWT"
+        assert "$SECRET" not in text or path.parent.name == "systems", \
+            f"{path.name}: $SECRET works only in system configs"
+
+
+def test_the_pipe_collects_incrementally_with_paging_and_guards_against_empty_runs():
+    assert SOURCE["type"] == "json"
+    assert SOURCE["supports_since"] and SOURCE["is_chronological"] and SOURCE["is_since_comparable"]
+    assert SOURCE["page_size"] >= 1 and SOURCE["if_source_empty"] == "fail"
+    assert COLLECT["pump"]["cron_expression"] and COLLECT["pump"]["rescan_cron_expression"]
+
+
+def test_the_pipe_resets_itself_when_the_store_behind_it_is_recreated_or_restored():
+    """The service sends X-Dataset-Generation and the restore headers (tests of store
+    identity); without automatic reprocessing Sesam would only note them."""
+    assert COLLECT["reprocessing_policy"] == "automatic"
+
+
+# Each continuation flag set to true on the pipe, and the contract tests that prove the
+# service honours it. Setting a flag the source does not honour loses data silently.
+FLAG_PROOFS = {
+    "supports_since": ["test_since_is_exclusive", "test_since_the_last_updated_is_empty",
+                       "test_the_docs_example_since_21_returns_22_onwards"],
+    "is_chronological": ["test_updated_is_of_one_type_and_strictly_increasing"],
+    "is_since_comparable": ["test_updated_is_of_one_type_and_strictly_increasing"],
+    "page_size": ["test_limit_caps_and_keeps_the_order",
+                  "test_paging_with_every_page_size_reassembles_one_full_read"],
+}
+
+
+def test_every_true_flag_is_backed_by_a_passing_contract_test():
+    flags = [flag for flag in FLAG_PROOFS if SOURCE.get(flag)]
+    assert set(flags) == {key for key in FLAG_PROOFS if SOURCE.get(key)} and flags
+    names = sorted({name for flag in flags for name in FLAG_PROOFS[flag]})
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "tests/contract/test_pull_protocol.py", "-k", " or ".join(names)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout[-3000:]
+    passed = int(re.search(r"(\d+) passed", result.stdout).group(1))
+    assert passed >= 2 * len(names)  # app and gunicorn targets (x backends)
+    assert "skipped" not in result.stdout or not os.environ.get("TEST_POSTGRES_URL")
+
+
+def test_the_generated_test_data_has_not_drifted_from_the_code():
+    for path, text in sesam_config.render().items():
+        assert path.read_text() == text, f"{path.name} drifted: run `make sesam-config`"
+    embedded = COLLECT["source"]["alternatives"]["test"]
+    assert embedded["type"] == "embedded" and len(embedded["entities"]) == 3
+
+
+def test_sesam_test_has_what_it_needs():
+    test_env = load(CONFIG / "test-env.json")
+    assert test_env["node-env"] == "test"
+    assert COLLECT["source"]["type"] == "conditional" and COLLECT["source"]["condition"] == "$ENV(node-env)"
+    assert set(COLLECT["source"]["alternatives"]) == {"prod", "test"}
+    assert load(CONFIG / "node-metadata.conf.json")["type"] == "metadata"
+    endpoint = load(CONFIG / "pipes" / "orders-source-order-endpoint.conf.json")
+    assert endpoint["source"]["dataset"] == COLLECT["_id"] and endpoint["sink"]["type"] == "http_endpoint"
+    spec = load(CONFIG / "expected" / "orders-source-order-endpoint.test.json")
+    assert spec["pipe"] == endpoint["_id"] and (CONFIG / "expected" / spec["file"]).exists()
+
+
+def test_the_contract_suite_passes_through_the_pipes_url_and_the_systems_credentials(tmp_path):
+    environment = {key: resolve(value) for key, value in SYSTEM["docker"]["environment"].items()}
+    environment["DATABASE_URL"] = f"sqlite:///{tmp_path}/orders.sqlite3"  # not the container's /data
+    server = start_gunicorn(environment.pop("DATABASE_URL"), tmp_path, **environment)
+    try:
+        # Sesam calls http://<system _id>:<docker.port>/<url>; here the host is loopback
+        # and the port a free one, the path and the credentials exactly the config's.
+        url = f"{server.url}/{SOURCE['url']}"
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/contract",
+             "--service-url", url, "--service-user", resolve(SYSTEM["username"]), "--allow-writes"],
+            cwd=ROOT, env={**os.environ, "SERVICE_PASSWORD": resolve(SYSTEM["password"])},
+            capture_output=True, text=True, timeout=300, check=False)
+    finally:
+        server.stop()
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "skipped" not in result.stdout

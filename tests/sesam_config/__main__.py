@@ -1,0 +1,5 @@
+import sys
+
+from tests.sesam_config import main
+
+sys.exit(main())

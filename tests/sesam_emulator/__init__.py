@@ -1,0 +1,299 @@
+"""A local Sesam pipe emulator: pulls from a source the way a Sesam inbound pipe with a
+`json` source does, so a source can be tried and tested without a Sesam node.
+
+What it does, as Sesam does (see the README and shared/docs/sesam.md):
+- a full run (no `since`) the first time, or when asked; then incremental runs from the
+  stored offset, `since` = the `_updated` of the last entity seen;
+- with a page size: `?limit=N`, then `?since=<last>&limit=N` ... until a page is empty;
+- a dataset keyed by `_id` holding the latest version of each entity; `_deleted: true`
+  marks one deleted; after a full run every entity the run did not return is marked
+  deleted (deletion tracking);
+- `if_source_empty="fail"` makes an empty full run fail;
+- a run that fails (an HTTP error, a body that is not a JSON array of entities, a
+  truncated body, a dropped connection) changes neither the dataset nor the offset;
+- the pull protocol's X-Dataset-* headers, as automatic reprocessing reads them: a
+  changed X-Dataset-Generation (the source's store was created anew), or a new
+  X-Dataset-Restore-Uuid whose offset lies below the pipe's (the source was restored
+  to a point before what the pipe saw), put the pipe out of sync. With
+  reprocessing="automatic" the pipe resets itself and runs a full sync; with
+  "continue" (Sesam's default) the run fails and says why.
+
+Command line: python -m tests.sesam_emulator --url http://127.0.0.1:5000/api/orders
+(see --help). The password is read from $SESAM_PASSWORD, never from the command line.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import http.client
+import json
+import os
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from collections.abc import Callable
+
+
+class RunFailed(Exception):
+    """The pipe run failed; the dataset and the offset are unchanged."""
+
+
+class OutOfSync(Exception):
+    """The source's headers say the pipe's offset no longer means what it did."""
+
+
+@dataclass
+class Reply:
+    status: int
+    content_type: str
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)  # names in lower case
+
+
+# A transport answers GET <path>?<query> or raises RunFailed when the body breaks.
+Transport = Callable[[str, dict], Reply]
+
+
+def http_transport(base_url: str, username: str | None = None, password: str | None = None,
+                   timeout: float = 60.0) -> Transport:
+    """GET over real HTTP with optional Basic auth; a truncated body raises RunFailed."""
+    headers = {"Accept": "application/json"}
+    if username is not None:
+        token = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
+
+    def get(path: str, params: dict) -> Reply:
+        query = urllib.parse.urlencode(params)
+        url = urllib.parse.urljoin(base_url, path) + (f"?{query}" if query else "")
+        request = urllib.request.Request(url, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return Reply(response.status, response.headers.get("Content-Type", ""),
+                             response.read(), _lower(response.headers))
+        except urllib.error.HTTPError as error:
+            return Reply(error.code, error.headers.get("Content-Type", ""), error.read(),
+                         _lower(error.headers))
+        except (http.client.HTTPException, OSError) as error:
+            raise RunFailed(f"GET {url} failed: {type(error).__name__}: {error}") from error
+
+    return get
+
+
+def _lower(headers) -> dict[str, str]:
+    return {name.lower(): value for name, value in headers.items()}
+
+
+@dataclass
+class PipeConfig:
+    """The json source's settings that change how Sesam pulls."""
+    path: str = "/api/orders"
+    supports_since: bool = True
+    page_size: int | None = None
+    if_source_empty: str = "accept"  # or "fail"
+    reprocessing: str = "continue"  # reprocessing_policy: or "automatic"
+
+
+@dataclass(frozen=True)
+class SourceIdentity:
+    """What the X-Dataset-* headers said of the source's store."""
+    generation: str | None
+    restore_uuid: str | None
+    restore_offset: Any
+
+    @classmethod
+    def of(cls, reply: Reply) -> SourceIdentity:
+        offset = reply.headers.get("x-dataset-restore-offset")
+        return cls(reply.headers.get("x-dataset-generation"),
+                   reply.headers.get("x-dataset-restore-uuid"),
+                   None if offset is None else json.loads(offset))
+
+
+@dataclass
+class PipeState:
+    offset: Any = None
+    dataset: dict[str, dict] = field(default_factory=dict)
+    generation: str | None = None  # the source's, as of the last run
+    restore_uuid: str | None = None
+
+    def live(self) -> dict[str, dict]:
+        """The entities not marked deleted, keyed by `_id`."""
+        return {key: entity for key, entity in self.dataset.items() if not entity.get("_deleted")}
+
+    def save(self, path: Path) -> None:
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps({"offset": self.offset, "dataset": self.dataset,
+                                         "generation": self.generation,
+                                         "restore_uuid": self.restore_uuid}))
+        temporary.replace(path)  # atomic: a crash never leaves half a state file
+
+    @classmethod
+    def load(cls, path: Path) -> PipeState:
+        if not path.exists():
+            return cls()
+        data = json.loads(path.read_text())
+        return cls(offset=data["offset"], dataset=data["dataset"],
+                   generation=data.get("generation"), restore_uuid=data.get("restore_uuid"))
+
+
+@dataclass
+class RunResult:
+    full: bool
+    requests: int
+    entities: list[dict]
+    deleted_by_tracking: list[str]
+    reset: str = ""  # why the pipe reset itself and ran a full sync, if it did
+
+
+class Pipe:
+    """One inbound pipe: a source (transport + config) and its sink dataset (state)."""
+
+    def __init__(self, transport: Transport, config: PipeConfig | None = None,
+                 state: PipeState | None = None):
+        self.transport = transport
+        self.config = config or PipeConfig()
+        self.state = state or PipeState()
+
+    def run(self, full: bool = False) -> RunResult:
+        """Run the pipe once; apply the result only if the whole run succeeded."""
+        full = full or self.state.offset is None or not self.config.supports_since
+        reset = ""
+        try:
+            entities, requests, identity = self._pull(None if full else self.state.offset)
+        except OutOfSync as reason:
+            if self.config.reprocessing != "automatic":
+                raise RunFailed(f"the pipe is out of sync: {reason}; reset it (a full run) "
+                                "or set reprocessing_policy automatic") from None
+            full, reset = True, str(reason)
+            entities, requests, identity = self._pull(None)
+        if full and not entities and self.config.if_source_empty == "fail":
+            raise RunFailed("the source returned no entities on a full run (if_source_empty=fail)")
+        result = self._apply(full, entities, requests)
+        self.state.generation, self.state.restore_uuid = identity.generation, identity.restore_uuid
+        result.reset = reset
+        return result
+
+    def _check_identity(self, identity: SourceIdentity, since: Any) -> None:
+        """Raise OutOfSync where the headers say the offset `since` is no longer valid
+        (a full run, with no `since`, is in sync by definition)."""
+        if since is None:
+            return
+        known = self.state.generation
+        if known is not None and identity.generation is not None and identity.generation != known:
+            raise OutOfSync(f"X-Dataset-Generation changed from {known} to "
+                            f"{identity.generation}: the source's store was created anew")
+        restored = identity.restore_uuid
+        if restored is not None and restored != self.state.restore_uuid \
+                and (identity.restore_offset is None or since > identity.restore_offset):
+            raise OutOfSync(f"X-Dataset-Restore-Uuid {restored} is new and its "
+                            f"X-Dataset-Restore-Offset {identity.restore_offset!r} lies below the "
+                            f"pipe's offset {since!r}: the source was restored to a point before "
+                            "changes this pipe has seen")
+
+    def _pull(self, since: Any) -> tuple[list[dict], int, SourceIdentity]:
+        entities: list[dict] = []
+        requests = 0
+        identity: SourceIdentity | None = None
+        while True:
+            params = {} if since is None else {"since": since}
+            if self.config.page_size:
+                params["limit"] = self.config.page_size
+            reply = self._get(params)
+            if identity is None:
+                identity = SourceIdentity.of(reply)
+                self._check_identity(identity, since)
+            elif SourceIdentity.of(reply).generation != identity.generation:
+                raise RunFailed("X-Dataset-Generation changed during the run")
+            page = self._entities(reply)
+            requests += 1
+            entities.extend(page)
+            if not self.config.page_size or not page:
+                return entities, requests, identity
+            since = page[-1]["_updated"]
+
+    def _get(self, params: dict) -> Reply:
+        reply = self.transport(self.config.path, params)
+        if reply.status == 409:
+            raise RunFailed(f"the source answered HTTP 409, its offset is behind the pipe's "
+                            f"(reset the pipe): {reply.body[:400]!r}")
+        return reply
+
+    def _entities(self, reply: Reply) -> list[dict]:
+        if reply.status != 200:
+            raise RunFailed(f"the source answered HTTP {reply.status}: {reply.body[:300]!r}")
+        try:
+            page = json.loads(reply.body)
+        except ValueError as error:
+            raise RunFailed(f"the body is not valid JSON (truncated?): {error}") from error
+        if not isinstance(page, list):
+            raise RunFailed("the body is not a JSON array")
+        for entity in page:
+            if not isinstance(entity, dict) or not isinstance(entity.get("_id"), str):
+                raise RunFailed(f"not an entity with a string _id: {str(entity)[:200]}")
+            if "_updated" not in entity:
+                raise RunFailed(f"entity {entity['_id']!r} has no _updated")
+        return page
+
+    def _apply(self, full: bool, entities: list[dict], requests: int) -> RunResult:
+        dataset = self.state.dataset
+        for entity in entities:
+            dataset[entity["_id"]] = entity
+        tracked: list[str] = []
+        if full:
+            seen = {entity["_id"] for entity in entities}
+            for key, entity in dataset.items():
+                if key not in seen and not entity.get("_deleted"):
+                    dataset[key] = {"_id": key, "_deleted": True, "_updated": entity.get("_updated")}
+                    tracked.append(key)
+        if entities:
+            self.state.offset = entities[-1]["_updated"]
+        return RunResult(full, requests, entities, tracked)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.sesam_emulator",
+                                     description="Pull from a Sesam JSON source as a Sesam pipe would.")
+    parser.add_argument("--url", default="http://127.0.0.1:5000/api/orders",
+                        help="the source's pull URL (default: %(default)s)")
+    parser.add_argument("--state", default=".emulator-state.json", type=Path,
+                        help="file that keeps the offset and the dataset between runs")
+    parser.add_argument("--page-size", type=int, default=None)
+    parser.add_argument("--full", action="store_true", help="force a full run (a rescan)")
+    parser.add_argument("--no-since", action="store_true", help="supports_since=false")
+    parser.add_argument("--if-source-empty", choices=("accept", "fail"), default="accept")
+    parser.add_argument("--reprocessing", choices=("continue", "automatic"), default="continue",
+                        help="reprocessing_policy: automatic resets the pipe when the source's "
+                             "X-Dataset-* headers say it is out of sync")
+    parser.add_argument("--user", default=os.environ.get("SESAM_USER"),
+                        help="Basic-auth user (default $SESAM_USER); password from $SESAM_PASSWORD")
+    parser.add_argument("--timeout", type=float, default=60.0)
+    parser.add_argument("--show", action="store_true", help="print every entity received")
+    parser.add_argument("--reset", action="store_true", help="forget the offset and dataset first")
+    args = parser.parse_args(argv)
+
+    split = urllib.parse.urlsplit(args.url)
+    base = f"{split.scheme}://{split.netloc}/"
+    path = split.path
+    state = PipeState() if args.reset else PipeState.load(args.state)
+    pipe = Pipe(http_transport(base, args.user, os.environ.get("SESAM_PASSWORD"), args.timeout),
+                PipeConfig(path=path, supports_since=not args.no_since, page_size=args.page_size,
+                           if_source_empty=args.if_source_empty,
+                           reprocessing=args.reprocessing), state)
+    try:
+        result = pipe.run(full=args.full)
+    except RunFailed as error:
+        print(f"run FAILED, dataset and offset unchanged: {error}", file=sys.stderr)
+        return 1
+    state.save(args.state)
+    if result.reset:
+        print(f"the pipe reset itself (reprocessing automatic): {result.reset}")
+    print(f"{'full' if result.full else 'incremental'} run: {len(result.entities)} entities "
+          f"in {result.requests} request(s); offset now {state.offset!r}; dataset: "
+          f"{len(state.live())} live, {len(state.dataset) - len(state.live())} deleted"
+          + (f"; {len(result.deleted_by_tracking)} deleted by tracking" if result.full else ""))
+    for entity in result.entities if args.show else ():
+        print(json.dumps(entity))
+    return 0

@@ -1,0 +1,5 @@
+import sys
+
+from tests.sesam_emulator import main
+
+sys.exit(main())

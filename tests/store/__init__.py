@@ -1,0 +1,1 @@
+"""The stores on both backends, in process: SQL, change tracking, constraints, identity."""

@@ -1,0 +1,1 @@
+"""Fast tests: pure functions and the app in process (Flask test client, SQLite in a temporary folder)."""
