@@ -9,6 +9,8 @@ from .samples import SAMPLE_ORDERS
 from .store import StoreError, open_store
 from .store.base import MAX_UPDATED
 
+EX_TEMPFAIL = 75  # sysexits.h: try again later
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m service", description=__doc__)
@@ -56,9 +58,10 @@ def _offset(text: str) -> int:
 
 
 def _prepare() -> int:
-    """Run by gunicorn's master before it starts the workers (see gunicorn.conf.py)."""
-    from .app import prepare_store
+    """What the service does once per start (gunicorn.conf.py runs it before the workers):
+    exit 0 when the store is ready, EX_TEMPFAIL while the database is unavailable."""
     from .logs import setup_logging
+    from .store.prepare import prepare_store
     try:
         settings = load_settings()
     except ConfigError as error:
@@ -67,10 +70,10 @@ def _prepare() -> int:
     setup_logging(settings.log_level)
     store = open_store(settings.database_url)
     try:
-        prepare_store(store, settings)  # logs, and does not fail, when the database is down
+        ready = prepare_store(store, settings)
     finally:
         store.close()
-    return 0
+    return 0 if ready else EX_TEMPFAIL
 
 
 if __name__ == "__main__":

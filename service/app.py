@@ -13,7 +13,6 @@ from .config import Settings, load_settings, redact_url
 from .logs import setup_logging
 from .orders import InvalidOrder
 from .params import BadParameter
-from .samples import SAMPLE_ORDERS
 from .serialize import dataset_headers, error_body
 from .store import SinceAhead, Store, StoreRejected, StoreUnavailable, open_store
 
@@ -22,12 +21,13 @@ UNAUTHENTICATED = {"api.health", "api.openapi"}
 
 
 def create_app(settings: Settings | None = None, store: Store | None = None) -> Flask:
-    """Build the app: validate settings, prepare the store, wire routes and hooks."""
+    """Wire the app together: settings, the store, routes, auth and error handlers.
+
+    The store is prepared (migrated, the samples loaded) once per start, before the
+    workers: by gunicorn's master (gunicorn.conf.py), or by `python -m service prepare`."""
     settings = settings or load_settings()
     setup_logging(settings.log_level)
-    if store is None:
-        store = open_store(settings.database_url)
-        prepare_store(store, settings)
+    store = store or open_store(settings.database_url)
     if not settings.auth_enabled:
         log.warning("AUTH_USERNAME and AUTH_PASSWORD are not set: the service is UNPROTECTED; "
                     "anyone who can reach it can read and change every order")
@@ -44,18 +44,6 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     log.info("service ready", extra={"database": redact_url(settings.database_url),
                                      "auth": settings.auth_enabled})
     return app
-
-
-def prepare_store(store: Store, settings: Settings) -> None:
-    """Migrate (when allowed) and load the samples (when asked). A database that is down
-    does not stop the service: it answers 503 and /health says why until it is back."""
-    try:
-        if settings.migrate_on_start:
-            store.migrate()
-        if settings.load_sample_orders and store.load_if_empty(SAMPLE_ORDERS):
-            log.info("loaded the sample orders into the empty store")
-    except StoreUnavailable as error:
-        log.error("could not prepare the store at start: %s", error, exc_info=error.__cause__)
 
 
 def _require_basic_auth() -> None:

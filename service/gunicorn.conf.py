@@ -57,10 +57,30 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 control_socket_disable = True
 
 
+# The store is prepared once per start, before any worker starts, so workers never race
+# to create a new database. In a child process: the master only supervises, and importing
+# Flask and a database driver would add 10-25 MB to it for good.
+PREPARE = [sys.executable, "-m", "service", "prepare"]
+PREPARE_RETRY_S = 5
+EX_TEMPFAIL = 75  # the database is unavailable (service/__main__.py)
+
+
 def on_starting(server):
-    """Migrate (and load the samples, when asked) once, before any worker starts, so that
-    workers never race to create a new database. It runs in a child process: the master
-    only supervises, and importing Flask and a database driver would add 10-25 MB to it
-    for good. The workers repeat it on start, idempotently and under a lock."""
+    """Prepare the store. If its database is unavailable now, the workers start anyway
+    (they answer 503 and an unhealthy /health) and the master tries again every few
+    seconds until the store is ready, so the service recovers without a restart."""
     import subprocess
-    subprocess.run([sys.executable, "-m", "service", "prepare"], check=False)
+    import threading
+    import time
+
+    if subprocess.run(PREPARE, check=False).returncode != EX_TEMPFAIL:
+        return
+
+    def retry():
+        while True:
+            time.sleep(PREPARE_RETRY_S)
+            if subprocess.run(PREPARE, check=False).returncode != EX_TEMPFAIL:
+                server.log.info("the store is prepared")
+                return
+
+    threading.Thread(target=retry, name="prepare-store", daemon=True).start()

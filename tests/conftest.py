@@ -6,16 +6,21 @@ import os
 import pytest
 from hypothesis import settings
 
-from service.app import create_app
+from tests.support.apps import prepared_app
 from service.config import load_settings
 from service.store import open_store
 from tests.support.databases import BACKENDS, fresh_database
+from tests.support.postgres_cluster import stop_throwaway
 
 
 # CI runs the property tests with a fixed seed: a red build then always reproduces.
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    stop_throwaway()  # the PostgreSQL cluster this run started, if it started one
 
 
 @pytest.fixture(params=BACKENDS)
@@ -46,7 +51,7 @@ def make_app(database_url):
 
     def make(**env: str):
         settings = load_settings({"DATABASE_URL": database_url, "LOG_LEVEL": "DEBUG", **env})
-        app = create_app(settings)
+        app = prepared_app(settings)
         app.config["TESTING"] = True
         stores.append(app.extensions["store"])  # the one it opened, even if a test swaps it
         return app

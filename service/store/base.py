@@ -8,10 +8,9 @@ from __future__ import annotations
 import itertools
 import uuid
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Protocol
 from collections.abc import Iterable, Iterator
 
-T = TypeVar("T")
 
 CHUNK_ROWS = 2000
 FIRST_CHUNK_ROWS = 100  # read before the headers go out: small, for a quick first byte
@@ -195,8 +194,17 @@ class Store(Protocol):
         """Release every connection the store holds."""
 
 
-def batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    """Split items into lists of at most `size`: one transaction each in a bulk load."""
-    iterator = iter(items)
-    while batch := list(itertools.islice(iterator, size)):
-        yield batch
+class BatchedLoads:
+    """The bulk load both backends share: one transaction per batch, each written by the
+    backend's `_write_batch`, so memory stays flat however many orders come."""
+
+    def _write_batch(self, batch: list[Order]) -> None:
+        raise NotImplementedError
+
+    def bulk_load(self, orders: Iterable[Order], batch_size: int = 10_000) -> int:
+        written = 0
+        iterator = iter(orders)
+        while batch := list(itertools.islice(iterator, batch_size)):
+            self._write_batch(batch)
+            written += len(batch)
+        return written

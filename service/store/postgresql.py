@@ -13,9 +13,8 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import scalar_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from .base import (CHUNK_ROWS, FIRST_CHUNK_ROWS, RESTORE_MARGIN_US, ChunkedReads, Order,
-                   Restore, StoreIdentity, StoreRejected, StoreUnavailable, batches,
-                   new_uuid)
+from .base import (CHUNK_ROWS, FIRST_CHUNK_ROWS, RESTORE_MARGIN_US, BatchedLoads, ChunkedReads,
+                   Order, Restore, StoreIdentity, StoreRejected, StoreUnavailable, new_uuid)
 
 # 2: changes recorded per statement, set-based; 3: `_updated` from the clock, the identity
 SCHEMA_VERSION = 3
@@ -148,7 +147,7 @@ class PostgresChangeStream(ChunkedReads):
         self._pool.putconn(connection)
 
 
-class PostgresStore:
+class PostgresStore(BatchedLoads):
     def __init__(self, url: str, max_connections: int = 8):
         # Our settings go after any options the URL carries (e.g. a search_path). Generic
         # plans: every statement psycopg prepares here is a key lookup or a range scan of
@@ -238,13 +237,9 @@ class PostgresStore:
         with self._connection() as connection:
             return connection.execute("DELETE FROM orders WHERE id = %s", (order_id,)).rowcount > 0
 
-    def bulk_load(self, orders: Iterable[Order], batch_size: int = 10_000) -> int:
-        written = 0
-        for batch in batches(orders, batch_size):
-            with self._connection() as connection:
-                _upsert(connection, batch)
-            written += len(batch)
-        return written
+    def _write_batch(self, batch: list[Order]) -> None:
+        with self._connection() as connection:
+            _upsert(connection, batch)
 
     def close(self) -> None:
         self.pool.close()

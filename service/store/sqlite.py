@@ -9,9 +9,8 @@ from importlib import resources
 from pathlib import Path
 from collections.abc import Iterable, Iterator
 
-from .base import (CHUNK_ROWS, FIRST_CHUNK_ROWS, RESTORE_MARGIN_US, ChunkedReads, Order,
-                   Restore, StoreIdentity, StoreRejected, StoreUnavailable, batches,
-                   new_uuid)
+from .base import (CHUNK_ROWS, FIRST_CHUNK_ROWS, RESTORE_MARGIN_US, BatchedLoads, ChunkedReads,
+                   Order, Restore, StoreIdentity, StoreRejected, StoreUnavailable, new_uuid)
 
 SCHEMA_VERSION = 2  # 2: `_updated` from the clock, the store's identity
 BUSY_TIMEOUT_MS = 5000
@@ -43,6 +42,7 @@ FIRST_CHUNK_SQL = _CHUNK_SQL.format(identity=""",
 V1_OUT = """CREATE TEMP TABLE counter_v1 AS SELECT value FROM change_counter;
 DROP TABLE change_counter;
 CREATE TEMP TABLE orders_v1 AS SELECT * FROM orders;
+DROP VIEW IF EXISTS next_entities;
 DROP VIEW IF EXISTS order_documents;
 DROP TABLE orders;"""
 V1_IN = """INSERT INTO orders SELECT * FROM temp.orders_v1;
@@ -123,7 +123,7 @@ class SqliteChangeStream(ChunkedReads):
             self._store._release(self._connection)  # rolls the read transaction back
 
 
-class SqliteStore:
+class SqliteStore(BatchedLoads):
     def __init__(self, path: str):
         self.path = Path(path)
         self._idle: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
@@ -188,7 +188,10 @@ class SqliteStore:
             raise
 
     def migrate(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StoreUnavailable("the database's folder cannot be created") from error
         schema = resources.files(__package__).joinpath("schema_sqlite.sql").read_text()
         connection = self._connect()
         try:
@@ -275,13 +278,9 @@ class SqliteStore:
         with self._write() as connection:
             return connection.execute("DELETE FROM orders WHERE id = ?", (order_id,)).rowcount > 0
 
-    def bulk_load(self, orders: Iterable[Order], batch_size: int = 10_000) -> int:
-        written = 0
-        for batch in batches(map(_row, orders), batch_size):
-            with self._write() as connection:
-                connection.executemany(UPSERT_SQL, batch)
-            written += len(batch)
-        return written
+    def _write_batch(self, batch: list[Order]) -> None:
+        with self._write() as connection:
+            connection.executemany(UPSERT_SQL, map(_row, batch))
 
     def close(self) -> None:
         """Close the idle connections (streams still open close theirs when they end)."""

@@ -13,8 +13,7 @@ import os
 
 import pytest
 
-from service.app import create_app
-from service.config import load_settings
+from tests.support.apps import prepared_app
 from tests.support.databases import BACKENDS, fresh_database
 from tests.support.servers import start_gunicorn
 from tests.contract.seeding import REMOTE_SEED_BASE, SEED_IDS, seed
@@ -47,7 +46,7 @@ def target(request, tmp_path_factory) -> Target:
     request.addfinalizer(lambda: database.__exit__(None, None, None))
     env = {"AUTH_USERNAME": USER, "AUTH_PASSWORD": PASSWORD}
     if kind == "app":
-        app = create_app(load_settings({"DATABASE_URL": database_url, **env}))
+        app = prepared_app({"DATABASE_URL": database_url, **env})
         request.addfinalizer(app.extensions["store"].close)
         target = flask_target(app.test_client(), USER, PASSWORD)
     else:

@@ -54,6 +54,19 @@ def test_it_runs_as_the_fixed_non_root_user(container):
     assert "tests" not in files and ".git" not in files and ".venv" not in files
 
 
+def test_workers_load_bytecode_compiled_at_build_time(container):
+    """Every module a worker imports comes with bytecode that is current: none is compiled
+    at start."""
+    check = """if True:
+        import importlib.util, os, sys, service.wsgi
+        ours = [m.__file__ for m in list(sys.modules.values()) if getattr(m, "__file__", None)
+                and m.__file__.startswith(("/app/", "/opt/venv/")) and m.__file__.endswith(".py")]
+        print(len(ours), [f for f in ours if not os.path.exists(importlib.util.cache_from_source(f))])"""
+    output = docker("exec", "-e", "LOG_LEVEL=ERROR", "-e", "DATABASE_URL=sqlite:////tmp/check.sqlite3",
+                    "-w", "/app", container.id, "python", "-c", check).stdout.strip()
+    assert output.endswith(" []"), output
+
+
 def test_auth_is_enforced_and_health_is_open(container):
     with pytest.raises(urllib.error.HTTPError) as error:
         urllib.request.urlopen(f"{container.url}/api/orders", timeout=10)

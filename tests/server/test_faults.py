@@ -11,8 +11,7 @@ import subprocess
 
 import pytest
 
-from service.app import create_app
-from service.config import load_settings
+from tests.support.apps import prepared_app
 
 ORDER = {"Username": "ann", "Orders": "Thinkpad", "TotalSum": 10}
 
@@ -42,8 +41,8 @@ def fill(mount) -> None:
 
 
 def test_a_full_disk_refuses_writes_clearly_changes_nothing_and_recovers(small_disk):
-    app = create_app(load_settings({"DATABASE_URL": f"sqlite:///{small_disk}/orders.sqlite3",
-                                    "LOG_LEVEL": "ERROR"}))
+    app = prepared_app({"DATABASE_URL": f"sqlite:///{small_disk}/orders.sqlite3",
+                                    "LOG_LEVEL": "ERROR"})
     client = app.test_client()
     assert client.put("/api/orders/1", json={**ORDER}).status_code == 201
     before = client.get("/api/orders").get_data()
@@ -222,8 +221,8 @@ def test_a_read_only_database_refuses_writes_clearly_changes_nothing_and_recover
     import shutil as shell_tools
     if os.geteuid() != 0 or not shell_tools.which("chattr"):
         pytest.skip("making a file read-only for root needs root and chattr")
-    app = create_app(load_settings({"DATABASE_URL": f"sqlite:///{tmp_path}/orders.sqlite3",
-                                    "LOG_LEVEL": "ERROR"}))
+    app = prepared_app({"DATABASE_URL": f"sqlite:///{tmp_path}/orders.sqlite3",
+                                    "LOG_LEVEL": "ERROR"})
     client = app.test_client()
     assert client.put("/api/orders/1", json={**ORDER}).status_code == 201
     before = client.get("/api/orders").get_data()

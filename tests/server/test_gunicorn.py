@@ -142,3 +142,21 @@ def test_the_headers_reach_a_client_over_real_http_on_both_paths(database_url, t
         assert response.getheader("X-Dataset-Max-Updated") == str(last)
         assert response.getheader("X-Dataset-Generation") == streamed.getheader("X-Dataset-Generation")
     assert ahead.status == 409 and json.loads(error)["max_updated"] == last
+
+
+def test_a_store_unavailable_at_start_is_prepared_once_it_is_back(tmp_path):
+    """The master prepares the store once per start; while the database cannot be opened
+    the workers answer 503, and the master tries again until it can: no restart needed."""
+    blocker = tmp_path / "data"
+    blocker.write_text("a file where the database's folder belongs")
+    threading.Timer(2.0, blocker.unlink).start()
+    server = start_gunicorn(f"sqlite:///{blocker}/orders.sqlite3", tmp_path,
+                            LOAD_SAMPLE_ORDERS="true")  # returns once /health is 200
+    try:
+        _response, body = raw_get(server.port, "/api/orders")
+    finally:
+        assert server.stop() == 0
+    assert [e["_id"] for e in json.loads(body)] == ["1", "2", "3"]
+    log = server.log()
+    assert "could not prepare the store: the database's folder cannot be created" in log
+    assert log.count("the store is prepared") == 1

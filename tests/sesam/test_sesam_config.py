@@ -10,7 +10,7 @@ import sys
 import jsonschema
 import pytest
 
-from service.app import create_app
+from tests.support.apps import prepared_app
 from service.config import DEFAULTS, load_settings
 from tests import sesam_config
 from tests.support.servers import ROOT, start_gunicorn
@@ -80,7 +80,7 @@ def test_the_port_is_the_one_gunicorn_binds_and_the_image_exposes():
 
 
 def test_the_url_is_the_pull_endpoint():
-    app = create_app(load_settings({"DATABASE_URL": "sqlite:///:memory:", "LOG_LEVEL": "ERROR"}))
+    app = prepared_app({"DATABASE_URL": "sqlite:///:memory:", "LOG_LEVEL": "ERROR"})
     rules = {rule.rule: rule.endpoint for rule in app.url_map.iter_rules() if "GET" in rule.methods}
     assert rules["/" + SOURCE["url"]] == "api.pull_orders"
 

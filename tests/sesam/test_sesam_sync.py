@@ -13,8 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.app import create_app
-from service.config import load_settings
+from tests.support.apps import prepared_app
 from tests.support.databases import BACKENDS, fresh_database, live_orders, load_orders, plain_sql
 from tests.support.servers import start_gunicorn
 from tests.sesam_emulator import Pipe, PipeConfig, PipeState, RunFailed, http_transport, main
@@ -39,7 +38,7 @@ OPERATIONS = st.one_of(
 def test_the_dataset_follows_every_write_and_incremental_runs_get_only_changes(backend_name, operations):
     with tempfile.TemporaryDirectory() as folder, fresh_database(backend_name, Path(folder)) as url, \
             plain_sql(url) as sql:
-        app = create_app(load_settings({"DATABASE_URL": url, "LOG_LEVEL": "ERROR"}))
+        app = prepared_app({"DATABASE_URL": url, "LOG_LEVEL": "ERROR"})
         target = flask_target(app.test_client(), None, None)
         pipe = Pipe(target.transport)
         live: dict[int, tuple] = {}

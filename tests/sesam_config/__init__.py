@@ -14,7 +14,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from service.app import create_app
+from tests.support.apps import prepared_app
 from service.config import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,7 +29,7 @@ def sample_entities() -> list[dict]:
     with tempfile.TemporaryDirectory() as folder:
         settings = load_settings({"DATABASE_URL": f"sqlite:///{folder}/orders.sqlite3",
                                   "LOAD_SAMPLE_ORDERS": "true", "LOG_LEVEL": "ERROR"})
-        response = create_app(settings).test_client().get("/api/orders")
+        response = prepared_app(settings).test_client().get("/api/orders")
         assert response.status_code == 200
         entities = json.loads(response.data)
     # The service's `_updated` values are the clock's (microseconds of each write), so they

@@ -10,8 +10,7 @@ import time
 import psycopg
 import pytest
 
-from service.app import create_app
-from service.config import load_settings
+from tests.support.apps import prepared_app
 from service.store import Order, StoreRejected, open_store
 from tests.support.databases import fresh_database, load_into
 from tests.support.servers import free_port
@@ -24,7 +23,7 @@ def pg_url(tmp_path):
 
 
 def test_the_sequence_is_commit_ordered_even_when_transactions_interleave(pg_url, tmp_path):
-    app = create_app(load_settings({"DATABASE_URL": pg_url, "LOG_LEVEL": "ERROR"}))
+    app = prepared_app({"DATABASE_URL": pg_url, "LOG_LEVEL": "ERROR"})
     app.extensions["store"].close()
     first = psycopg.connect(pg_url)
     try:
@@ -54,7 +53,7 @@ def test_the_sequence_is_commit_ordered_even_when_transactions_interleave(pg_url
 def test_a_database_that_is_down_gives_503_before_any_body_and_an_unhealthy_health(monkeypatch):
     monkeypatch.setattr("service.store.postgresql.POOL_TIMEOUT_S", 1.0)
     url = f"postgresql://nobody:nothing@127.0.0.1:{free_port()}/none"
-    app = create_app(load_settings({"DATABASE_URL": url, "LOG_LEVEL": "ERROR"}))  # starts anyway
+    app = prepared_app({"DATABASE_URL": url, "LOG_LEVEL": "ERROR"})  # starts anyway
     client = app.test_client()
     try:
         for path in ("/health", "/api/orders", "/api/orders/1"):
@@ -220,3 +219,23 @@ def test_migrating_a_current_schema_takes_no_ddl_and_restores_a_lost_identity(pg
                                       "AND tgname = 'orders_track_delete'").fetchone() == (0,)
     finally:
         store.close()
+
+
+@pytest.mark.slow
+def test_a_throwaway_cluster_listens_on_loopback_only_and_leaves_nothing_behind():
+    """What `make test` starts where the server programs are installed (also as root)."""
+    from tests.support.postgres_cluster import ThrowawayCluster, server_programs
+    programs = server_programs()
+    if programs is None:
+        pytest.skip("the PostgreSQL server programs are not installed")
+    cluster = ThrowawayCluster(programs)
+    try:
+        with psycopg.connect(cluster.url) as connection:
+            listen, fsync = (connection.execute(f"SHOW {name}").fetchone()[0]
+                             for name in ("listen_addresses", "fsync"))
+        assert (listen, fsync) == ("127.0.0.1", "off")
+    finally:
+        cluster.stop()
+    assert not cluster.folder.exists()
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(cluster.url, connect_timeout=2)

@@ -177,15 +177,14 @@ def test_a_pipe_on_a_store_created_anew_fails_loudly_or_resets(backend, tmp_path
 @pytest.fixture
 def make_app_for(make_app, monkeypatch):
     """An app on a fresh database of `backend` in `folder` (several per test)."""
-    from service.app import create_app
-    from service.config import load_settings
+    from tests.support.apps import prepared_app
     opened = []
 
     def make(backend, folder):
         folder.mkdir()
         database = fresh_database(backend, folder)
         url = database.__enter__()
-        app = create_app(load_settings({"DATABASE_URL": url, "LOG_LEVEL": "ERROR"}))
+        app = prepared_app({"DATABASE_URL": url, "LOG_LEVEL": "ERROR"})
         opened.append((app, database))
         return app
     yield make
@@ -318,7 +317,8 @@ def test_the_upgrade_from_version_1_keeps_orders_untracked_and_refuses_rows_its_
         before = connection.execute("SELECT seq, entity FROM changes ORDER BY seq").fetchall()
         connection.executescript(
             "CREATE TABLE plain AS SELECT * FROM orders;"
-            "DROP VIEW order_documents; DROP TABLE orders; ALTER TABLE plain RENAME TO orders;"
+            "DROP VIEW next_entities; DROP VIEW order_documents; DROP TABLE orders;"
+            "ALTER TABLE plain RENAME TO orders;"
             "UPDATE schema_version SET version = 1;")
     store.migrate()
     with plain_sql(url) as connection:
@@ -326,7 +326,7 @@ def test_the_upgrade_from_version_1_keeps_orders_untracked_and_refuses_rows_its_
         with pytest.raises(Exception, match="constraint"):
             connection.execute("INSERT INTO orders VALUES (9, '   ', 'o', '1')")
         connection.executescript(  # version 1 again, now with a row this version refuses
-            "CREATE TABLE plain AS SELECT * FROM orders; DROP VIEW order_documents;"
+            "CREATE TABLE plain AS SELECT * FROM orders; DROP VIEW next_entities; DROP VIEW order_documents;"
             "DROP TABLE orders; ALTER TABLE plain RENAME TO orders;"
             "INSERT INTO orders VALUES (9, '   ', 'o', '1'); UPDATE schema_version SET version = 1;")
     with pytest.raises(StoreUnavailable, match="constraints refuse"):

@@ -1,8 +1,10 @@
-"""The databases the tests run on: SQLite always, PostgreSQL where one is available.
+"""The databases the tests run on: SQLite always, PostgreSQL wherever there is one.
 
-PostgreSQL tests use TEST_POSTGRES_URL (a database the tests may create schemas in, e.g.
-postgresql://orders:orders-test@127.0.0.1/orders_test); each test gets a fresh schema.
-Without it they skip, unless REQUIRE_POSTGRES=1 (set by CI), which makes that a failure.
+PostgreSQL tests use TEST_POSTGRES_URL when it is set (a database the tests may create
+schemas in, e.g. postgresql://orders:orders-test@127.0.0.1/orders_test); otherwise a
+throwaway cluster they start themselves, where the server programs are installed
+(tests/support/postgres_cluster.py). Each test gets a fresh schema. Where there is
+neither, they skip, unless REQUIRE_POSTGRES=1 (set by CI), which makes that a failure.
 """
 from __future__ import annotations
 
@@ -16,13 +18,16 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support.postgres_cluster import throwaway_url
+
 BACKENDS = ["sqlite", "postgresql"]
 
 
 def postgres_admin_url() -> str:
-    url = os.environ.get("TEST_POSTGRES_URL")
+    url = os.environ.get("TEST_POSTGRES_URL") or throwaway_url()
     if not url:
-        reason = "PostgreSQL tests need TEST_POSTGRES_URL (see README: Testing with PostgreSQL)"
+        reason = ("PostgreSQL tests need the PostgreSQL server programs (initdb and pg_ctl; "
+                  "Debian: apt install postgresql) or TEST_POSTGRES_URL")
         if os.environ.get("REQUIRE_POSTGRES") == "1":
             pytest.fail(f"REQUIRE_POSTGRES=1 but {reason}")
         pytest.skip(reason)

@@ -246,3 +246,13 @@ def test_a_failure_reading_the_first_chunk_is_503_not_a_broken_200(make_app):
     store.open_changes = failing_open
     response = app.test_client().get("/api/orders")
     assert response.status_code == 503 and response.get_json()["status"] == 503
+
+
+def test_create_app_only_wires_the_app_and_leaves_the_store_alone(tmp_path):
+    """Preparing the store happens once per start (gunicorn.conf.py), not per app."""
+    from service.app import create_app
+    from service.config import load_settings
+    folder = tmp_path / "data"
+    app = create_app(load_settings({"DATABASE_URL": f"sqlite:///{folder}/orders.sqlite3"}))
+    app.extensions["store"].close()
+    assert not folder.exists()

@@ -43,15 +43,27 @@ def test_the_base_image_is_pinned_to_a_python_patch_release():
 
 def test_expose_and_the_port_the_service_binds_agree():
     assert re.search(r"^EXPOSE (\d+)$", DOCKERFILE, re.MULTILINE).group(1) == DEFAULTS["PORT"]
-    assert re.search(r"PORT=(\d+)", DOCKERFILE).group(1) == DEFAULTS["PORT"]
+
+
+def test_the_image_sets_only_the_settings_whose_value_differs_from_the_default():
+    """One place for a default (service/config.py): the image repeats none of them."""
+    block = re.search(r"^ENV PYTHONDONTWRITEBYTECODE=1(.*?)\n\n", DOCKERFILE, re.MULTILINE | re.DOTALL).group(0)
+    settings = dict(re.findall(r"([A-Z_]+)=(\S+)", block))
+    repeated = {name for name, value in settings.items() if DEFAULTS.get(name) == value}
+    assert repeated == set(), repeated
+    assert settings["DATABASE_URL"] == "sqlite:////data/orders.sqlite3"  # the volume
+
+
+def test_the_image_ships_compiled_bytecode():
+    assert "--no-compile" not in DOCKERFILE
+    assert re.search(r"^RUN python -m compileall -q /app/service$", DOCKERFILE, re.MULTILINE)
 
 
 def test_it_runs_as_a_fixed_non_root_user_with_a_health_check_and_exec_form_cmd():
     assert re.search(r"^USER 10001:10001$", DOCKERFILE, re.MULTILINE)
     assert re.search(r'^HEALTHCHECK .*\n?.*CMD \["python", "-m", "service.healthcheck"\]', DOCKERFILE, re.MULTILINE)
     assert re.search(r'^CMD \["gunicorn", "-c", "service/gunicorn.conf.py"\]$', DOCKERFILE, re.MULTILINE)
-    for setting in ("PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1", "LOAD_SAMPLE_ORDERS=false",
-                    "DATABASE_URL=sqlite:////data/orders.sqlite3"):
+    for setting in ("PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1"):
         assert setting in DOCKERFILE
 
 
