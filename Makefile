@@ -17,7 +17,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test test-fast lint test-contract test-image pull build push image-name check-engine check-clean sesam-env sesam-config bench clean
+.PHONY: help venv run test test-fast lint bench-limits test-contract test-image pull build push image-name check-engine check-clean sesam-env sesam-config bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -87,6 +87,9 @@ $(BENCH_STAMP): $(STAMP) tests/bench/requirements.txt
 
 bench: $(BENCH_STAMP) ## Benchmark service vs peer, floor and nginx (BENCH_ARGS="--orders 1000000", "--quick")
 	$(BIN)/python -m tests.bench $(BENCH_ARGS)
+
+bench-limits: $(STAMP) ## The service at Sesam's limits (128 MB, 0.25 CPU) under load; root (BENCH_ARGS="--backend postgresql")
+	$(BIN)/python -m tests.bench.sesam_limits $(BENCH_ARGS)
 
 clean: ## Remove the virtual environment, caches and local data
 	rm -rf $(VENV) .pytest_cache .hypothesis data .emulator-state.json

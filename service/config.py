@@ -22,8 +22,12 @@ DEFAULTS = {
     "AUTH_USERNAME": "",
     "AUTH_PASSWORD": "",
     "LOG_LEVEL": "INFO",
-    "WEB_CONCURRENCY": "2",
-    "THREADS": "4",
+    # Measured at Sesam's default limits (128 MB, a quarter core; sesam-config/README.md):
+    # one worker with eight threads serves four full syncs, two writers and incremental
+    # pulls with a quarter of the memory two workers take, and no slower, since the
+    # quarter core is the limit, not the worker count.
+    "WEB_CONCURRENCY": "1",
+    "THREADS": "8",
     "LOAD_SAMPLE_ORDERS": "false",
     # A parsed order takes ~10x its JSON size in Python: 1 MB (about 10,000 orders a
     # batch) keeps a worker well inside Sesam's 128 MB container.

@@ -3,10 +3,12 @@ pool, streams read by one streamed query (one snapshot), and statement timeouts.
 from __future__ import annotations
 
 import itertools
+import random
+import time
 from contextlib import contextmanager
 from importlib import resources
-from collections.abc import Generator, Iterable, Iterator
-from typing import Any, cast
+from collections.abc import Callable, Generator, Iterable, Iterator
+from typing import Any, TypeVar, cast
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -27,6 +29,7 @@ STATEMENT_TIMEOUT_MS = 30_000
 # longer either.
 STREAM_TIMEOUT_MS = IDLE_IN_TRANSACTION_TIMEOUT_MS = 1_800_000
 POOL_TIMEOUT_S = 5.0
+T = TypeVar("T")
 MIGRATION_LOCK = 0x6F72646572  # "order": one migration at a time across instances
 
 # The ready-made entities after `since`, oldest first (LIMIT NULL is no limit).
@@ -43,10 +46,15 @@ SMALL_PULL_SQL = """SELECT (SELECT max(seq) FROM changes), generation, restore_u
 
 # Many orders in one statement: the change-tracking triggers run once per statement and
 # record the whole batch set-based (schema_postgresql.sql), so one statement per batch.
-UPSERT_SQL = """INSERT INTO orders (id, username, orders, total_sum)
+# It answers how many rows it inserted (xmax is 0 only in a row version no one replaced).
+UPSERT_SQL = """WITH written AS (INSERT INTO orders (id, username, orders, total_sum)
 SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::numeric[])
 ON CONFLICT (id) DO UPDATE SET username = excluded.username, orders = excluded.orders,
-total_sum = excluded.total_sum"""
+total_sum = excluded.total_sum RETURNING xmax = 0 AS inserted)
+SELECT count(*) FILTER (WHERE inserted) FROM written"""
+# A write that PostgreSQL aborts to break a deadlock or a serialization conflict (with a
+# program writing the same rows in another order) is run again, this many times in all.
+WRITE_ATTEMPTS = 5
 
 
 @contextmanager
@@ -172,6 +180,23 @@ class PostgresStore(BatchedLoads):
         with _translated_errors(), self.pool.connection(timeout=POOL_TIMEOUT_S) as connection:
             yield connection  # commits on success, rolls back on error
 
+    def _write(self, work: Callable[[psycopg.Connection], T]) -> T:
+        """Run `work` in one transaction, all or nothing. The service's own writers take
+        their row locks in one order (by id), so they cannot deadlock each other; another
+        program may, and PostgreSQL then aborts one side: that transaction, rolled back
+        whole, runs again instead of failing the request."""
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                with self._connection() as connection:
+                    return work(connection)
+            except StoreUnavailable as error:
+                retry = isinstance(error.__cause__, (psycopg.errors.DeadlockDetected,
+                                                     psycopg.errors.SerializationFailure))
+                if not retry or attempt == WRITE_ATTEMPTS:
+                    raise
+                time.sleep(random.uniform(0, 0.05 * attempt))  # apart, so they meet no more
+        raise AssertionError("unreachable")
+
     def migrate(self) -> None:
         schema = resources.files(__package__).joinpath("schema_postgresql.sql").read_text()
         with self._connection() as connection:
@@ -194,12 +219,15 @@ class PostgresStore(BatchedLoads):
         return row[0] if row else None
 
     def load_if_empty(self, orders: Iterable[Order]) -> bool:
-        with self._connection() as connection:
+        batch = list(orders)
+
+        def load(connection: psycopg.Connection) -> bool:
             connection.execute("LOCK TABLE orders IN EXCLUSIVE MODE")
             if _value(connection, "SELECT EXISTS (SELECT 1 FROM changes)"):
                 return False
-            _upsert(connection, orders)
+            _upsert(connection, batch)
             return True
+        return self._write(load)
 
     def ping(self) -> None:
         with self._connection() as connection:
@@ -227,19 +255,15 @@ class PostgresStore(BatchedLoads):
         return row[0] if row else None
 
     def upsert_orders(self, orders: list[Order]) -> tuple[int, int]:
-        with self._connection() as connection:
-            ids = [order.id for order in orders]
-            existing = _value(connection, "SELECT count(*) FROM orders WHERE id = ANY(%s)", (ids,))
-            _upsert(connection, orders)
-        return len(orders) - existing, existing
+        created = self._write(lambda connection: _upsert(connection, orders))
+        return created, len(orders) - created
 
     def delete_order(self, order_id: int) -> bool:
-        with self._connection() as connection:
-            return connection.execute("DELETE FROM orders WHERE id = %s", (order_id,)).rowcount > 0
+        return self._write(lambda connection: connection.execute(
+            "DELETE FROM orders WHERE id = %s", (order_id,)).rowcount > 0)
 
     def _write_batch(self, batch: list[Order]) -> None:
-        with self._connection() as connection:
-            _upsert(connection, batch)
+        self._write(lambda connection: _upsert(connection, batch))
 
     def close(self) -> None:
         self.pool.close()
@@ -260,10 +284,12 @@ def _identity(row: tuple | None) -> StoreIdentity:
     return StoreIdentity(generation, restore_uuid, restore_offset, max_updated)
 
 
-def _upsert(connection: psycopg.Connection, orders: Iterable[Order]) -> None:
-    """Create or replace the orders in one statement. One statement cannot write a row
-    twice, so of orders sharing an id the last one wins, as it would written one by one."""
-    latest = {order.id: order for order in orders}.values()
+def _upsert(connection: psycopg.Connection, orders: Iterable[Order]) -> int:
+    """Create or replace the orders in one statement; return how many it created. One
+    statement cannot write a row twice, so of orders sharing an id the last one wins, as
+    it would written one by one. Rows are written, and so locked, in the order of their
+    ids: two batches sharing ids wait for each other instead of deadlocking."""
+    latest = sorted({order.id: order for order in orders}.values(), key=lambda order: order.id)
     columns = ([order.id for order in latest], [order.username for order in latest],
                [order.orders for order in latest], [order.total_sum for order in latest])
-    connection.execute(UPSERT_SQL, columns)
+    return _value(connection, UPSERT_SQL, columns)

@@ -13,7 +13,11 @@ from .base import (CHUNK_ROWS, FIRST_CHUNK_ROWS, RESTORE_MARGIN_US, BatchedLoads
                    Order, Restore, StoreIdentity, StoreRejected, StoreUnavailable, new_uuid)
 
 SCHEMA_VERSION = 2  # 2: `_updated` from the clock, the store's identity
-BUSY_TIMEOUT_MS = 5000
+# How long a writer queues for SQLite's one write lock before it gives up with a 503. Far
+# above what a write takes: a batch of 10,000 orders, the largest MAX_BODY_BYTES admits,
+# takes about 1 s at a quarter of a core, so ten such batches queued one after another
+# still get through. Readers never wait for it (WAL).
+BUSY_TIMEOUT_MS = 60_000
 MIN_FREE_BYTES = 1 << 20  # below this, /health says the disk is full
 IDLE_CONNECTIONS = 8  # kept open per process: opening one costs more than a small pull
 

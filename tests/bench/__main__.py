@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from service.store import open_store
-from tests.bench.data import orders
+from tests.support.seeded_orders import orders
 from tests.support.memory import MemorySampler
 from tests.support.databases import fresh_database, plain_sql
 from tests.support.servers import ROOT, free_port, start_gunicorn

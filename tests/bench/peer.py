@@ -13,7 +13,7 @@ from decimal import Decimal
 
 from flask import Flask, Response, request
 
-from tests.bench.data import orders
+from tests.support.seeded_orders import orders
 
 
 def build_app(count: int, seed: int) -> Flask:

@@ -47,10 +47,13 @@ class Container:
 
 
 def run_container(image: str, volume: str, **env: str) -> Container:
-    """Start the image as Sesam would: 128 MB, Basic auth, the data directory a volume."""
+    """Start the image as Sesam does by default (docker.memory 128, docker.cpu_quota 25:
+    128 MB and a quarter of one core), with Basic auth and the data folder on `volume`
+    (a volume's name, or a host folder)."""
     port = free_port() if HOST_NETWORK else None
     environment = {"AUTH_USERNAME": USER, "AUTH_PASSWORD": PASSWORD, **env}
-    args = ["run", "-d", "--memory", "128m", "--memory-swap", "128m", "-v", f"{volume}:/data"]
+    args = ["run", "-d", "--memory", "128m", "--memory-swap", "128m", "--cpus", "0.25",
+            "-v", f"{volume}:/data"]
     if HOST_NETWORK:
         environment.update(HOST="127.0.0.1", PORT=str(port))
         args += ["--network", "host"]
@@ -62,3 +65,28 @@ def run_container(image: str, volume: str, **env: str) -> Container:
     if port is None:
         port = int(docker("port", container_id, "5000/tcp").stdout.strip().rsplit(":", 1)[1])
     return Container(container_id, port, volume)
+
+
+def anonymous_memory_mb(container: Container) -> float:
+    """Memory the container cannot give back (cgroup v1 total_rss, v2 anon): what an OOM
+    kill counts. Read from the host when its cgroup is visible there (no process started
+    in a container that has a quarter of a core), else inside the container."""
+    full_id = container.inspect()["Id"]
+    for path, key in ((f"/sys/fs/cgroup/memory/docker/{full_id}/memory.stat", "total_rss"),
+                      (f"/sys/fs/cgroup/system.slice/docker-{full_id}.scope/memory.stat", "anon")):
+        if os.path.exists(path):
+            return _stat(open(path).read(), key)
+    for path, key in (("/sys/fs/cgroup/memory.stat", "anon"),
+                      ("/sys/fs/cgroup/memory/memory.stat", "total_rss")):
+        result = docker("exec", container.id, "cat", path, check=False, timeout=10)
+        if result.returncode == 0:
+            return _stat(result.stdout, key)
+    raise AssertionError("the container's cgroup reports no memory.stat")
+
+
+def _stat(text: str, key: str) -> float:
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name == key:
+            return int(value) / 2 ** 20
+    raise AssertionError(f"no {key} in memory.stat")

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import itertools
 import threading
 import time
 import urllib.error
@@ -15,9 +16,8 @@ import urllib.request
 
 import pytest
 
-from tests.image.containers import PASSWORD, USER, docker, run_container
+from tests.image.containers import PASSWORD, USER, anonymous_memory_mb, docker, run_container
 from tests.support.servers import ROOT, basic_auth
-import itertools
 
 LOAD = int(os.environ.get("IMAGE_TEST_ORDERS", "200000"))
 BATCH = 5_000
@@ -104,17 +104,6 @@ def cgroup_peak_mb(container) -> float:
             return int(result.stdout) / 2 ** 20
     return float("nan")
 
-
-def anonymous_memory_mb(container) -> float:
-    """Memory the container cannot give back (cgroup v1 total_rss, v2 anon): what OOM counts."""
-    for path, key in (("/sys/fs/cgroup/memory.stat", "anon"),
-                      ("/sys/fs/cgroup/memory/memory.stat", "total_rss")):
-        result = docker("exec", container.id, "cat", path, check=False, timeout=10)
-        for line in result.stdout.splitlines() if result.returncode == 0 else ():
-            name, _, value = line.partition(" ")
-            if name == key:
-                return int(value) / 2 ** 20
-    raise AssertionError("the container's cgroup reports no memory.stat")
 
 
 class ContainerMemorySampler(threading.Thread):

@@ -22,15 +22,19 @@ COLLECT = json.loads((CONFIG / "pipes" / "orders-source-order-collect.conf.json"
 SOURCE = COLLECT["source"]["alternatives"]["prod"]
 SECRET = re.compile(r"^\$SECRET\([a-z0-9-]+\)$")
 # Test-only stand-ins for the node's secrets.
-SECRETS = {"orders-source-username": "sesam-node", "orders-source-password": "node-secret-for-tests"}
+SECRETS = {"orders-source-username": "sesam-node", "orders-source-password": "node-secret-for-tests",
+           "orders-source-database-url": "postgresql://orders:db-secret@orders-db.example:5432/orders"}
+PROD = json.loads((CONFIG / "prod-env.json").read_text())
 
 
 def load(path):
     return json.loads(path.read_text())
 
 
-def resolve(value: str) -> str:
-    """Replace $SECRET(name) as the node would, with the test stand-ins."""
+def resolve(value: str, variables: dict = PROD) -> str:
+    """Replace $SECRET(name) and $ENV(name) as a production node would (test stand-ins
+    for the secrets, prod-env.json for the variables)."""
+    value = re.sub(r"\$ENV\(([a-z0-9-]+)\)", lambda match: variables[match.group(1)], value)
     return re.sub(r"\$SECRET\(([a-z0-9-]+)\)", lambda match: SECRETS[match.group(1)], value)
 
 
@@ -109,8 +113,20 @@ def test_the_environment_is_complete_and_valid_for_the_service():
     assert settings.port == SYSTEM["docker"]["port"]
 
 
-def test_the_memory_is_sesams_default_128_mb():
-    assert SYSTEM["docker"]["memory"] <= 128
+def test_the_limits_are_stated_and_are_sesams_defaults():
+    """What every measurement of the service at Sesam's limits assumes (tests/bench)."""
+    assert (SYSTEM["docker"]["memory"], SYSTEM["docker"]["cpu_quota"]) == (128, 25)
+
+
+def test_in_production_the_store_lives_outside_the_container():
+    """A microservice's container has no persistent disk and is recreated on every config
+    change and image pull: a store inside it would lose every order each time."""
+    database_url = SYSTEM["docker"]["environment"]["DATABASE_URL"]
+    assert SECRET.match(database_url), "the database URL carries a password: a secret"
+    assert load_settings({"DATABASE_URL": resolve(database_url)}).database_url.startswith("postgresql://")
+    text = (CONFIG / "systems" / "orders-source.conf.json").read_text()
+    assert "sqlite" not in text.lower() and "/data" not in text
+    assert resolve(SYSTEM["docker"]["environment"]["LOAD_SAMPLE_ORDERS"]) == "false"
 
 
 def test_the_credentials_the_service_checks_are_the_ones_sesam_sends():

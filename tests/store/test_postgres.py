@@ -239,3 +239,25 @@ def test_a_throwaway_cluster_listens_on_loopback_only_and_leaves_nothing_behind(
     assert not cluster.folder.exists()
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(cluster.url, connect_timeout=2)
+
+
+def test_a_write_that_loses_a_deadlock_with_another_program_is_run_again(pg_url):
+    """Another program locks order 2000 and then order 1, while the service writes 1..2000:
+    PostgreSQL aborts the service's transaction, which waited first. The service runs it
+    again, and the request succeeds, written whole."""
+    store = open_store(pg_url)
+    store.migrate()
+    store.upsert_orders([Order(i, "before", "x", "1") for i in range(1, 2001)])
+    outcome: list = []
+    with psycopg.connect(pg_url) as other:
+        other.execute("UPDATE orders SET username = 'other' WHERE id = 2000")
+        writer = threading.Thread(target=lambda: outcome.append(
+            store.upsert_orders([Order(i, "service", "x", "1") for i in range(1, 2001)])))
+        writer.start()
+        time.sleep(0.5)  # the service holds 1..1999 and waits for 2000
+        other.execute("UPDATE orders SET username = 'other' WHERE id = 1")  # waits: a deadlock
+        other.commit()
+    writer.join(30)
+    assert outcome == [(0, 2000)]
+    assert {json.loads(store.get_order(i))["Username"] for i in (1, 1000, 2000)} == {"service"}
+    store.close()

@@ -1,9 +1,11 @@
 """The stores (SQLite and PostgreSQL): change tracking in the database, whoever writes."""
+import itertools
 import json
 import shutil
 import sqlite3
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -11,7 +13,6 @@ from service.store import Order, StoreRejected, StoreUnavailable
 from service.store.base import CHUNK_ROWS
 from service.store.sqlite import SqliteStore
 from tests.support.databases import plain_sql
-import itertools
 
 
 def order(order_id, name="ann", total="10"):
@@ -320,3 +321,51 @@ def test_invalid_utf8_from_another_program_is_served_as_valid_json(sqlite_store)
     assert entities[1]["Orders"] == "Pi\ufffd"
     assert json.loads(sqlite_store.get_order(5006))["Username"] == "\ufffd"
 
+
+
+def test_batches_of_the_same_orders_in_opposite_orders_never_fail(any_store):
+    """Two clients posting the same 2,000 ids, one ascending and one descending, at once:
+    each batch is written whole; neither is refused (PostgreSQL once deadlocked here)."""
+    ids = list(range(1, 2001))
+    batches = [[order(i, f"up{round_}") for i in ids] for round_ in range(3)]
+    reversed_batches = [[order(i, f"down{round_}") for i in reversed(ids)] for round_ in range(3)]
+    failures: list[BaseException] = []
+
+    def post(work):
+        for batch in work:
+            try:
+                any_store.upsert_orders(batch)
+            except BaseException as error:  # noqa: BLE001 - collected for the assertion
+                failures.append(error)
+
+    threads = [threading.Thread(target=post, args=(work,)) for work in (batches, reversed_batches)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert failures == []
+    names = {json.loads(any_store.get_order(i))["Username"] for i in (1, 1000, 2000)}
+    assert len(names) == 1 and names <= {"up2", "down2"}  # each batch whole: one writer last
+
+
+def test_created_and_updated_are_counted_by_what_the_write_found(any_store):
+    assert any_store.upsert_orders([order(1), order(2)]) == (2, 0)
+    assert any_store.upsert_orders([order(2), order(3), order(3)]) == (1, 2)
+
+
+@pytest.mark.slow
+def test_a_writer_queues_behind_a_long_write_instead_of_failing(sqlite_store):
+    """Another program holds SQLite's write lock for 6 s (more than the old 5 s bound):
+    the service's write waits for it and succeeds."""
+    sqlite_store.upsert_orders([order(1)])
+    holder = sqlite3.connect(sqlite_store.path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("UPDATE orders SET username = 'held' WHERE id = 1")
+    release = threading.Timer(6.0, lambda: holder.execute("COMMIT"))
+    release.start()
+    try:
+        assert sqlite_store.upsert_orders([order(2)]) == (1, 0)
+    finally:
+        release.join()
+        holder.close()
+    assert json.loads(sqlite_store.get_order(1))["Username"] == "held"

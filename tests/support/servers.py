@@ -42,21 +42,22 @@ class Server:
 
 
 def start_gunicorn(database_url: str, log_dir: Path, app: str | None = None,
-                   **env: str) -> Server:
-    """Run gunicorn with the project's config; return once /health answers 200."""
+                   prefix: list[str] | None = None, **env: str) -> Server:
+    """Run gunicorn with the project's config; return once /health answers 200. `prefix`
+    goes before the command (e.g. one that enters a cgroup and execs the rest)."""
     port = free_port()
     environment = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port),
                    "DATABASE_URL": database_url, "WEB_CONCURRENCY": "2", "THREADS": "4",
                    "LOG_LEVEL": "INFO", "GRACEFUL_TIMEOUT": "20", **env}
     log_path = log_dir / f"gunicorn-{port}.log"
-    command = [sys.executable, "-m", "gunicorn", "-c", "service/gunicorn.conf.py"]
+    command = [*(prefix or []), sys.executable, "-m", "gunicorn", "-c", "service/gunicorn.conf.py"]
     if app:
         command.append(app)
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=log,
                                    stderr=subprocess.STDOUT)
     server = Server(process, port, log_path)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"gunicorn exited with {process.returncode}:\n{server.log()}")

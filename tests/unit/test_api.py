@@ -256,3 +256,14 @@ def test_create_app_only_wires_the_app_and_leaves_the_store_alone(tmp_path):
     app = create_app(load_settings({"DATABASE_URL": f"sqlite:///{folder}/orders.sqlite3"}))
     app.extensions["store"].close()
     assert not folder.exists()
+
+
+def test_a_large_batch_gives_its_memory_back_and_a_small_one_does_not(make_app, monkeypatch):
+    from service import memory
+    trims: list[int] = []
+    monkeypatch.setattr(memory, "_malloc_trim", trims.append)
+    client = make_app().test_client()
+    small = [{"id": 1, "Username": "ann", "Orders": "x", "TotalSum": 1}]
+    large = [{"id": i, "Username": "ann", "Orders": "x" * 100, "TotalSum": i} for i in range(1, 3001)]
+    assert client.post("/api/orders", json=small).status_code == 200 and trims == []
+    assert client.post("/api/orders", json=large).status_code == 200 and trims == [0]
