@@ -17,7 +17,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test test-fast lint bench-limits test-contract test-image pull build push image-name check-engine check-clean sesam-env sesam-config bench clean
+.PHONY: help venv run test test-fast lint bench-limits check-source test-image pull build push image-name check-engine check-clean sesam-env sesam-config bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -41,11 +41,12 @@ test-fast: $(STAMP) ## Run the fast tests only: units and stores in process, no 
 
 lint: $(STAMP) ## Lint (ruff's default rules) and type-check (mypy) the service and the test helpers
 	$(BIN)/ruff check --isolated --ignore I001,N999 service tests
-	$(BIN)/mypy --ignore-missing-imports service tests/support tests/sesam_emulator tests/sesam_config
+	$(BIN)/mypy --ignore-missing-imports service tests/support tests/sesam_emulator tests/sesam_config \
+		tests/source_checker
 
-test-contract: $(STAMP) ## Run the contract suite against SERVICE_URL (SERVICE_USER, SERVICE_PASSWORD from env)
-	$(BIN)/pytest tests/contract --service-url "$(SERVICE_URL)" \
-		$(if $(SERVICE_USER),--service-user "$(SERVICE_USER)") $(PYTEST_ARGS)
+check-source: $(STAMP) ## Check any Sesam JSON source at URL (SOURCE_USER; SOURCE_PASSWORD from env; ARGS="--strict")
+	@test -n "$(URL)" || { echo "usage: make check-source URL=http://host:port/path [ARGS=...]" >&2; exit 2; }
+	$(BIN)/python -m tests.source_checker "$(URL)" $(ARGS)
 
 pull: $(STAMP) ## Pull from the running service as a Sesam pipe would (ARGS="--show", "--full", ...)
 	$(BIN)/python -m tests.sesam_emulator --url http://127.0.0.1:$(PORT)/api/orders $(ARGS)

@@ -75,12 +75,3 @@ def store(app):
     return app.extensions["store"]
 
 
-def pytest_addoption(parser):
-    group = parser.getgroup("contract", "Sesam pull-protocol contract suite")
-    group.addoption("--service-url", default=None,
-                    help="run tests/contract against this pull URL (e.g. http://host:5000/api/orders)")
-    group.addoption("--service-user", default=None, help="Basic-auth user for --service-url")
-    group.addoption("--service-password", default=None,
-                    help="Basic-auth password for --service-url (or $SERVICE_PASSWORD)")
-    group.addoption("--allow-writes", action="store_true",
-                    help="let the contract suite create and delete orders on --service-url")

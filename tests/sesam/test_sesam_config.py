@@ -172,32 +172,6 @@ def test_the_pipe_resets_itself_when_the_store_behind_it_is_recreated_or_restore
     assert COLLECT["reprocessing_policy"] == "automatic"
 
 
-# Each continuation flag set to true on the pipe, and the contract tests that prove the
-# service honours it. Setting a flag the source does not honour loses data silently.
-FLAG_PROOFS = {
-    "supports_since": ["test_since_is_exclusive", "test_since_the_last_updated_is_empty",
-                       "test_the_docs_example_since_21_returns_22_onwards"],
-    "is_chronological": ["test_updated_is_of_one_type_and_strictly_increasing"],
-    "is_since_comparable": ["test_updated_is_of_one_type_and_strictly_increasing"],
-    "page_size": ["test_limit_caps_and_keeps_the_order",
-                  "test_paging_with_every_page_size_reassembles_one_full_read"],
-}
-
-
-def test_every_true_flag_is_backed_by_a_passing_contract_test():
-    flags = [flag for flag in FLAG_PROOFS if SOURCE.get(flag)]
-    assert set(flags) == {key for key in FLAG_PROOFS if SOURCE.get(key)} and flags
-    names = sorted({name for flag in flags for name in FLAG_PROOFS[flag]})
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-         "tests/contract/test_pull_protocol.py", "-k", " or ".join(names)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
-    assert result.returncode == 0, result.stdout[-3000:]
-    passed = int(re.search(r"(\d+) passed", result.stdout).group(1))
-    assert passed >= 2 * len(names)  # app and gunicorn targets (x backends)
-    assert "skipped" not in result.stdout or not os.environ.get("TEST_POSTGRES_URL")
-
-
 def test_the_generated_test_data_has_not_drifted_from_the_code():
     for path, text in sesam_config.render().items():
         assert path.read_text() == text, f"{path.name} drifted: run `make sesam-config`"
@@ -217,7 +191,9 @@ def test_sesam_test_has_what_it_needs():
     assert spec["pipe"] == endpoint["_id"] and (CONFIG / "expected" / spec["file"]).exists()
 
 
-def test_the_contract_suite_passes_through_the_pipes_url_and_the_systems_credentials(tmp_path):
+def test_the_checker_passes_through_the_pipes_url_and_finds_every_flag_it_sets_safe(tmp_path):
+    """Setting a continuation flag the source does not honour loses data silently: each flag
+    the pipe sets to true must be one the source checker finds safe for this service."""
     environment = {key: resolve(value) for key, value in SYSTEM["docker"]["environment"].items()}
     environment["DATABASE_URL"] = f"sqlite:///{tmp_path}/orders.sqlite3"  # not the container's /data
     server = start_gunicorn(environment.pop("DATABASE_URL"), tmp_path, **environment)
@@ -226,11 +202,17 @@ def test_the_contract_suite_passes_through_the_pipes_url_and_the_systems_credent
         # and the port a free one, the path and the credentials exactly the config's.
         url = f"{server.url}/{SOURCE['url']}"
         result = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/contract",
-             "--service-url", url, "--service-user", resolve(SYSTEM["username"]), "--allow-writes"],
-            cwd=ROOT, env={**os.environ, "SERVICE_PASSWORD": resolve(SYSTEM["password"])},
+            [sys.executable, "-m", "tests.source_checker", url, "--user",
+             resolve(SYSTEM["username"]), "--allow-writes", "--strict"],
+            cwd=ROOT, env={**os.environ, "SOURCE_PASSWORD": resolve(SYSTEM["password"])},
             capture_output=True, text=True, timeout=300, check=False)
     finally:
         server.stop()
     assert result.returncode == 0, result.stdout[-3000:]
-    assert "skipped" not in result.stdout
+    settings = result.stdout.partition("can be given:")[2]
+    safe = dict(re.findall(r"^  (\w+): +(\S+)", settings, re.MULTILINE))
+    flags = ["supports_since", "is_chronological", "is_since_comparable", "page_size"]
+    assert set(safe) == set(flags)
+    for flag in flags:
+        if SOURCE.get(flag):
+            assert safe[flag] != "false" and safe[flag] != "leave", f"{flag}: {result.stdout[-1500:]}"

@@ -9,8 +9,12 @@ What it does, as Sesam does (see the README and shared/docs/sesam.md):
   marks one deleted; after a full run every entity the run did not return is marked
   deleted (deletion tracking);
 - `if_source_empty="fail"` makes an empty full run fail;
+- a page longer than the limit it was asked for fails the run;
 - a run that fails (an HTTP error, a body that is not a JSON array of entities, a
-  truncated body, a dropped connection) changes neither the dataset nor the offset;
+  truncated body, a dropped connection) changes neither the dataset nor the offset,
+  except with is_chronological: then, as Sesam saves the offset during the run, what
+  arrived whole before the failure is kept and the offset moves with it; deletion
+  tracking still waits for a complete full run;
 - the pull protocol's X-Dataset-* headers, as automatic reprocessing reads them: a
   changed X-Dataset-Generation (the source's store was created anew), or a new
   X-Dataset-Restore-Uuid whose offset lies below the pipe's (the source was restored
@@ -20,6 +24,7 @@ What it does, as Sesam does (see the README and shared/docs/sesam.md):
 
 Command line: python -m tests.sesam_emulator --url http://127.0.0.1:5000/api/orders
 (see --help). The password is read from $SESAM_PASSWORD, never from the command line.
+The state file keeps one pipe per source URL (the URL's query string included).
 """
 from __future__ import annotations
 
@@ -39,7 +44,13 @@ from collections.abc import Callable
 
 
 class RunFailed(Exception):
-    """The pipe run failed; the dataset and the offset are unchanged."""
+    """The pipe run failed. `partial` holds the bytes of a body that broke off mid-stream;
+    `kept` says what a chronological pipe kept of the run."""
+
+    def __init__(self, message: str, partial: bytes = b""):
+        super().__init__(message)
+        self.partial = partial
+        self.kept = ""
 
 
 class OutOfSync(Exception):
@@ -67,13 +78,15 @@ def http_transport(base_url: str, username: str | None = None, password: str | N
         headers["Authorization"] = f"Basic {token}"
 
     def get(path: str, params: dict) -> Reply:
-        query = urllib.parse.urlencode(params)
-        url = urllib.parse.urljoin(base_url, path) + (f"?{query}" if query else "")
+        url = with_params(urllib.parse.urljoin(base_url, path), params)
         request = urllib.request.Request(url, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 return Reply(response.status, response.headers.get("Content-Type", ""),
                              response.read(), _lower(response.headers))
+        except http.client.IncompleteRead as error:
+            raise RunFailed(f"GET {url}: the body broke off after {len(error.partial)} bytes",
+                            partial=error.partial) from error
         except urllib.error.HTTPError as error:
             return Reply(error.code, error.headers.get("Content-Type", ""), error.read(),
                          _lower(error.headers))
@@ -83,6 +96,13 @@ def http_transport(base_url: str, username: str | None = None, password: str | N
     return get
 
 
+def with_params(url: str, params: dict) -> str:
+    """`url` with `params` added to the query string it may already have."""
+    split = urllib.parse.urlsplit(url)
+    pairs = urllib.parse.parse_qsl(split.query, keep_blank_values=True) + list(params.items())
+    return urllib.parse.urlunsplit(split._replace(query=urllib.parse.urlencode(pairs)))
+
+
 def _lower(headers) -> dict[str, str]:
     return {name.lower(): value for name, value in headers.items()}
 
@@ -90,8 +110,9 @@ def _lower(headers) -> dict[str, str]:
 @dataclass
 class PipeConfig:
     """The json source's settings that change how Sesam pulls."""
-    path: str = "/api/orders"
+    path: str = "/api/orders"  # with the url's query string, if it has one
     supports_since: bool = True
+    is_chronological: bool = False
     page_size: int | None = None
     if_source_empty: str = "accept"  # or "fail"
     reprocessing: str = "continue"  # reprocessing_policy: or "automatic"
@@ -123,20 +144,26 @@ class PipeState:
         """The entities not marked deleted, keyed by `_id`."""
         return {key: entity for key, entity in self.dataset.items() if not entity.get("_deleted")}
 
-    def save(self, path: Path) -> None:
+    def save(self, path: Path, url: str) -> None:
+        """Keep this pipe's state under its source URL, beside the other URLs' pipes."""
+        pipes = _load_pipes(path)
+        pipes[url] = {"offset": self.offset, "dataset": self.dataset,
+                      "generation": self.generation, "restore_uuid": self.restore_uuid}
         temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps({"offset": self.offset, "dataset": self.dataset,
-                                         "generation": self.generation,
-                                         "restore_uuid": self.restore_uuid}))
+        temporary.write_text(json.dumps({"pipes": pipes}))
         temporary.replace(path)  # atomic: a crash never leaves half a state file
 
     @classmethod
-    def load(cls, path: Path) -> PipeState:
-        if not path.exists():
+    def load(cls, path: Path, url: str) -> PipeState:
+        data = _load_pipes(path).get(url)
+        if data is None:
             return cls()
-        data = json.loads(path.read_text())
         return cls(offset=data["offset"], dataset=data["dataset"],
                    generation=data.get("generation"), restore_uuid=data.get("restore_uuid"))
+
+
+def _load_pipes(path: Path) -> dict[str, dict]:
+    return json.loads(path.read_text()).get("pipes", {}) if path.exists() else {}
 
 
 @dataclass
@@ -158,17 +185,26 @@ class Pipe:
         self.state = state or PipeState()
 
     def run(self, full: bool = False) -> RunResult:
-        """Run the pipe once; apply the result only if the whole run succeeded."""
+        """Run the pipe once; apply the result only if the whole run succeeded (a
+        chronological pipe keeps what arrived before a failure, without deletion tracking)."""
         full = full or self.state.offset is None or not self.config.supports_since
         reset = ""
+        received: list[dict] = []
         try:
-            entities, requests, identity = self._pull(None if full else self.state.offset)
-        except OutOfSync as reason:
-            if self.config.reprocessing != "automatic":
-                raise RunFailed(f"the pipe is out of sync: {reason}; reset it (a full run) "
-                                "or set reprocessing_policy automatic") from None
-            full, reset = True, str(reason)
-            entities, requests, identity = self._pull(None)
+            try:
+                entities, requests, identity = self._pull(None if full else self.state.offset,
+                                                          received)
+            except OutOfSync as reason:
+                if self.config.reprocessing != "automatic":
+                    raise RunFailed(f"the pipe is out of sync: {reason}; reset it (a full run) "
+                                    "or set reprocessing_policy automatic") from None
+                full, reset = True, str(reason)
+                entities, requests, identity = self._pull(None, received)
+        except RunFailed as failure:
+            if self.config.is_chronological and received:
+                self._apply(False, received, 0)
+                failure.kept = f"kept {len(received)} entities; offset now {self.state.offset!r}"
+            raise
         if full and not entities and self.config.if_source_empty == "fail":
             raise RunFailed("the source returned no entities on a full run (if_source_empty=fail)")
         result = self._apply(full, entities, requests)
@@ -193,22 +229,29 @@ class Pipe:
                             f"pipe's offset {since!r}: the source was restored to a point before "
                             "changes this pipe has seen")
 
-    def _pull(self, since: Any) -> tuple[list[dict], int, SourceIdentity]:
-        entities: list[dict] = []
+    def _pull(self, since: Any, entities: list[dict]) -> tuple[list[dict], int, SourceIdentity]:
+        """Pull every page into `entities`; on a failure it holds what arrived whole."""
         requests = 0
         identity: SourceIdentity | None = None
         while True:
             params = {} if since is None else {"since": since}
             if self.config.page_size:
                 params["limit"] = self.config.page_size
-            reply = self._get(params)
+            try:
+                reply = self._get(params)
+            except RunFailed as failure:
+                entities.extend(_whole_entities(failure.partial))
+                raise
             if identity is None:
                 identity = SourceIdentity.of(reply)
                 self._check_identity(identity, since)
             elif SourceIdentity.of(reply).generation != identity.generation:
                 raise RunFailed("X-Dataset-Generation changed during the run")
-            page = self._entities(reply)
+            page = self._entities(reply, entities)
             requests += 1
+            if self.config.page_size and len(page) > self.config.page_size:
+                raise RunFailed(f"a page of {len(page)} entities came back for "
+                                f"limit={self.config.page_size}: the source ignores the limit")
             entities.extend(page)
             if not self.config.page_size or not page:
                 return entities, requests, identity
@@ -221,23 +264,26 @@ class Pipe:
                             f"(reset the pipe): {reply.body[:400]!r}")
         return reply
 
-    def _entities(self, reply: Reply) -> list[dict]:
+    def _entities(self, reply: Reply, received: list[dict]) -> list[dict]:
+        """The page's entities; on a failure the whole ones before it go to `received`."""
         if reply.status != 200:
             raise RunFailed(f"the source answered HTTP {reply.status}: {reply.body[:300]!r}")
         try:
             page = json.loads(reply.body)
         except ValueError as error:
+            received.extend(_whole_entities(reply.body))
             raise RunFailed(f"the body is not valid JSON (truncated?): {error}") from error
         if not isinstance(page, list):
             raise RunFailed("the body is not a JSON array")
-        for entity in page:
-            if not isinstance(entity, dict) or not isinstance(entity.get("_id"), str):
-                raise RunFailed(f"not an entity with a string _id: {str(entity)[:200]}")
-            if "_updated" not in entity:
-                raise RunFailed(f"entity {entity['_id']!r} has no _updated")
+        for position, entity in enumerate(page):
+            problem = _entity_problem(entity)
+            if problem:
+                received.extend(page[:position])
+                raise RunFailed(problem)
         return page
 
     def _apply(self, full: bool, entities: list[dict], requests: int) -> RunResult:
+        """Store the run's entities; only a complete full run tracks deletions."""
         dataset = self.state.dataset
         for entity in entities:
             dataset[entity["_id"]] = entity
@@ -253,16 +299,83 @@ class Pipe:
         return RunResult(full, requests, entities, tracked)
 
 
+def _entity_problem(entity: Any) -> str:
+    if not isinstance(entity, dict) or not isinstance(entity.get("_id"), str):
+        return f"not an entity with a string _id: {str(entity)[:200]}"
+    if "_updated" not in entity:
+        return f"entity {entity['_id']!r} has no _updated"
+    return ""
+
+
+def _whole_entities(body: bytes) -> list[dict]:
+    """The entities of an array that broke off, up to the last valid one that arrived whole,
+    as Sesam's streaming reader has already taken them in."""
+    text, decoder = body.decode("utf-8", "replace"), json.JSONDecoder()
+    position, entities = text.find("[") + 1, []
+    while position > 0:
+        while position < len(text) and text[position] in " \t\r\n,":
+            position += 1
+        try:
+            entity, position = decoder.raw_decode(text, position)
+        except ValueError:
+            break
+        if _entity_problem(entity):
+            break
+        entities.append(entity)
+    return entities
+
+
 def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
+    split = urllib.parse.urlsplit(args.url)
+    path = (split.path or "/") + (f"?{split.query}" if split.query else "")
+    state = PipeState() if args.reset else PipeState.load(args.state, args.url)
+    pipe = Pipe(http_transport(f"{split.scheme}://{split.netloc}/", args.user,
+                               os.environ.get("SESAM_PASSWORD"), args.timeout),
+                PipeConfig(path=path, supports_since=not args.no_since,
+                           is_chronological=args.chronological, page_size=args.page_size,
+                           if_source_empty=args.if_source_empty,
+                           reprocessing=args.reprocessing), state)
+    try:
+        result = pipe.run(full=args.full)
+    except RunFailed as error:
+        if error.kept:
+            state.save(args.state, args.url)
+        print(f"run FAILED ({error.kept or 'dataset and offset unchanged'}): {error}",
+              file=sys.stderr)
+        return 1
+    state.save(args.state, args.url)
+    try:
+        _print_result(result, state, args.show)
+    except BrokenPipeError:  # the reader (e.g. `| head`) has gone: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
+def _print_result(result: RunResult, state: PipeState, show: bool) -> None:
+    if result.reset:
+        print(f"the pipe reset itself (reprocessing automatic): {result.reset}")
+    print(f"{'full' if result.full else 'incremental'} run: {len(result.entities)} entities "
+          f"in {result.requests} request(s); offset now {state.offset!r}; dataset: "
+          f"{len(state.live())} live, {len(state.dataset) - len(state.live())} deleted"
+          + (f"; {len(result.deleted_by_tracking)} deleted by tracking" if result.full else ""))
+    for entity in result.entities if show else ():
+        print(json.dumps(entity))
+    sys.stdout.flush()
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tests.sesam_emulator",
                                      description="Pull from a Sesam JSON source as a Sesam pipe would.")
     parser.add_argument("--url", default="http://127.0.0.1:5000/api/orders",
-                        help="the source's pull URL (default: %(default)s)")
+                        help="the source's pull URL, query string included (default: %(default)s)")
     parser.add_argument("--state", default=".emulator-state.json", type=Path,
-                        help="file that keeps the offset and the dataset between runs")
+                        help="file that keeps each source URL's offset and dataset between runs")
     parser.add_argument("--page-size", type=int, default=None)
     parser.add_argument("--full", action="store_true", help="force a full run (a rescan)")
     parser.add_argument("--no-since", action="store_true", help="supports_since=false")
+    parser.add_argument("--chronological", action="store_true",
+                        help="is_chronological=true: a failed run keeps what arrived before it")
     parser.add_argument("--if-source-empty", choices=("accept", "fail"), default="accept")
     parser.add_argument("--reprocessing", choices=("continue", "automatic"), default="continue",
                         help="reprocessing_policy: automatic resets the pipe when the source's "
@@ -271,29 +384,6 @@ def main(argv: list[str] | None = None) -> int:
                         help="Basic-auth user (default $SESAM_USER); password from $SESAM_PASSWORD")
     parser.add_argument("--timeout", type=float, default=60.0)
     parser.add_argument("--show", action="store_true", help="print every entity received")
-    parser.add_argument("--reset", action="store_true", help="forget the offset and dataset first")
-    args = parser.parse_args(argv)
-
-    split = urllib.parse.urlsplit(args.url)
-    base = f"{split.scheme}://{split.netloc}/"
-    path = split.path
-    state = PipeState() if args.reset else PipeState.load(args.state)
-    pipe = Pipe(http_transport(base, args.user, os.environ.get("SESAM_PASSWORD"), args.timeout),
-                PipeConfig(path=path, supports_since=not args.no_since, page_size=args.page_size,
-                           if_source_empty=args.if_source_empty,
-                           reprocessing=args.reprocessing), state)
-    try:
-        result = pipe.run(full=args.full)
-    except RunFailed as error:
-        print(f"run FAILED, dataset and offset unchanged: {error}", file=sys.stderr)
-        return 1
-    state.save(args.state)
-    if result.reset:
-        print(f"the pipe reset itself (reprocessing automatic): {result.reset}")
-    print(f"{'full' if result.full else 'incremental'} run: {len(result.entities)} entities "
-          f"in {result.requests} request(s); offset now {state.offset!r}; dataset: "
-          f"{len(state.live())} live, {len(state.dataset) - len(state.live())} deleted"
-          + (f"; {len(result.deleted_by_tracking)} deleted by tracking" if result.full else ""))
-    for entity in result.entities if args.show else ():
-        print(json.dumps(entity))
-    return 0
+    parser.add_argument("--reset", action="store_true",
+                        help="forget this URL's offset and dataset first")
+    return parser.parse_args(argv)

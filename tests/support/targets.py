@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from collections.abc import Callable
@@ -55,10 +56,11 @@ def flask_target(client, username: str | None, password: str | None) -> Target:
 
 
 def http_target(name: str, url: str, username: str | None, password: str | None,
-                writable: bool) -> Target:
-    base, _, path = url.partition("://")
-    host, slash, rest = path.partition("/")
-    base_url, pull_path = f"{base}://{host}/", "/" + (rest if slash else "api/orders")
+                writable: bool, timeout: float = 60.0) -> Target:
+    """The URL as given: its path (or "/") and its query string, to which since/limit are added."""
+    split = urllib.parse.urlsplit(url)
+    base_url = f"{split.scheme}://{split.netloc}/"
+    pull_path = (split.path or "/") + (f"?{split.query}" if split.query else "")
 
     def write(method: str, path: str, body: dict | None) -> int:
         data = json.dumps(body).encode() if body is not None else None
@@ -68,13 +70,14 @@ def http_target(name: str, url: str, username: str | None, password: str | None,
         request = urllib.request.Request(base_url.rstrip("/") + path, data=data, method=method,
                                          headers=headers)
         try:
-            with urllib.request.urlopen(request, timeout=30) as response:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
                 return response.status
         except urllib.error.HTTPError as error:
             return error.code
 
-    return Target(name, pull_path, http_transport(base_url, username, password),
-                  http_transport(base_url), http_transport(base_url, username or "x", "wrong-password"),
+    return Target(name, pull_path, http_transport(base_url, username, password, timeout),
+                  http_transport(base_url, timeout=timeout),
+                  http_transport(base_url, username or "x", "wrong-password", timeout),
                   bool(username), write if writable else None)
 
 

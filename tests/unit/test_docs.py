@@ -28,3 +28,9 @@ def test_the_readme_documents_every_setting_the_service_reads():
 
 def test_the_readme_is_a_front_page():
     assert len((ROOT / "README.md").read_text().splitlines()) <= 160
+
+
+def test_the_source_checkers_readme_names_every_rule():
+    from tests.source_checker.rules import RULES
+    table = (ROOT / "tests" / "source_checker" / "README.md").read_text()
+    assert [rule.key for rule in RULES if f"`{rule.key}`" not in table] == []

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from tests.sesam_emulator import Pipe, PipeConfig, PipeState, Reply, RunFailed
+from tests.sesam_emulator import Pipe, PipeConfig, PipeState, Reply, RunFailed, with_params
 
 
 class Source:
@@ -100,13 +100,24 @@ def test_a_failure_on_a_later_page_discards_the_earlier_pages():
     assert pipe.state.offset is None and pipe.state.dataset == {}
 
 
+URL = "http://source/api/orders"
+
+
 def test_state_survives_in_a_file(tmp_path):
     pipe = Pipe(Source([entity(1, 1, v="x")]))
     pipe.run()
-    pipe.state.save(tmp_path / "state.json")
-    again = PipeState.load(tmp_path / "state.json")
+    pipe.state.save(tmp_path / "state.json", URL)
+    again = PipeState.load(tmp_path / "state.json", URL)
     assert again.offset == 1 and again.dataset == pipe.state.dataset
-    assert PipeState.load(tmp_path / "missing.json").offset is None
+    assert PipeState.load(tmp_path / "missing.json", URL).offset is None
+
+
+def test_the_state_file_keeps_one_pipe_per_source_url(tmp_path):
+    path, other = tmp_path / "state.json", URL + "?ms_updated_property=modified"
+    PipeState(offset=7, dataset={"1": entity(1, 7)}).save(path, URL)
+    assert PipeState.load(path, other).offset is None  # a second source starts from scratch
+    PipeState(offset=3).save(path, other)
+    assert PipeState.load(path, URL).offset == 7 and PipeState.load(path, other).offset == 3
 
 
 class IdentifiedSource(Source):
@@ -162,6 +173,66 @@ def test_a_restore_below_the_offset_puts_the_pipe_out_of_sync_and_one_above_does
 
 def test_the_generation_and_restore_id_survive_in_the_state_file(tmp_path):
     path = tmp_path / "state.json"
-    PipeState(offset=5, generation="g", restore_uuid="r").save(path)
-    loaded = PipeState.load(path)
+    PipeState(offset=5, generation="g", restore_uuid="r").save(path, URL)
+    loaded = PipeState.load(path, URL)
     assert (loaded.offset, loaded.generation, loaded.restore_uuid) == (5, "g", "r")
+
+
+def test_a_page_longer_than_the_limit_fails_the_run():
+    source = Source([entity(i, i) for i in range(1, 6)])
+    ignoring = lambda path, params: source(path, {k: v for k, v in params.items() if k != "limit"})
+    pipe = Pipe(ignoring, PipeConfig(page_size=2))
+    with pytest.raises(RunFailed, match="a page of 5 entities came back for limit=2"):
+        pipe.run()
+    assert pipe.state.offset is None
+
+
+CUT = b'[{"_id": "1", "_updated": 1}, {"_id": "2", "_updated": 2}, {"_id": "3", "_upd'
+
+
+@pytest.mark.parametrize("failure", [
+    lambda: Reply(200, "application/json", CUT),                      # a body cut off
+    lambda: (_ for _ in ()).throw(RunFailed("connection reset", partial=CUT)),  # a dropped connection
+])
+def test_a_chronological_pipe_keeps_what_arrived_whole_before_a_failure(failure):
+    source = Source([entity(1, 1), entity(2, 2), entity(3, 3), entity(4, 4)])
+    pipe = Pipe(lambda path, params: failure(), PipeConfig(is_chronological=True))
+    with pytest.raises(RunFailed) as raised:
+        pipe.run()
+    assert raised.value.kept == "kept 2 entities; offset now 2"
+    assert pipe.state.offset == 2 and set(pipe.state.live()) == {"1", "2"}
+    pipe.transport = source
+    result = pipe.run()  # continues where the failed run left off
+    assert source.calls == [{"since": 2}] and [e["_id"] for e in result.entities] == ["3", "4"]
+
+
+def test_a_chronological_pipe_keeps_the_pages_before_a_failed_one_but_tracks_no_deletions():
+    source = Source([entity(i, i) for i in range(1, 7)])
+    pipe = Pipe(source, PipeConfig(page_size=2, is_chronological=True))
+    pipe.run()
+    pipe.state.dataset["9"] = entity(9, 0)  # an entity the source no longer has
+    calls = []
+
+    def flaky(path, params):
+        calls.append(params)
+        return Reply(503, "application/json", b"{}") if len(calls) == 2 else source(path, params)
+
+    pipe.transport = flaky
+    with pytest.raises(RunFailed):
+        pipe.run(full=True)
+    assert pipe.state.offset == 2 and "9" in pipe.state.live()  # no tracking after a failed run
+    pipe.transport = source
+    assert pipe.run(full=True).deleted_by_tracking == ["9"]  # the complete full run tracks
+
+
+def test_a_non_chronological_pipe_keeps_nothing_of_a_failed_run():
+    pipe = Pipe(lambda path, params: Reply(200, "application/json", CUT))
+    with pytest.raises(RunFailed) as raised:
+        pipe.run()
+    assert raised.value.kept == "" and pipe.state.offset is None and pipe.state.dataset == {}
+
+
+def test_the_urls_query_string_is_kept_and_the_parameters_added():
+    assert with_params("http://h/items?ms_updated_property=modified", {"since": 9, "limit": 2}) \
+        == "http://h/items?ms_updated_property=modified&since=9&limit=2"
+    assert with_params("http://h/", {}) == "http://h/"

@@ -1,0 +1,12 @@
+"""A conformance checker for any Sesam JSON source: every rule is a MUST (stated by the JSON
+pull protocol, the entity model or the continuation flags) or a SHOULD (good practice, and
+this service's stricter policy); see rules.py. MUST failures fail the check; SHOULD ones
+warn, unless strict.
+
+    python -m tests.source_checker URL [--user U] [--strict] [--junit FILE] [--allow-writes]
+
+The password is read from $SOURCE_PASSWORD, never from the command line.
+"""
+from tests.source_checker.report import Report, check, junit, text
+
+__all__ = ["Report", "check", "junit", "text"]
