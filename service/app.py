@@ -11,7 +11,7 @@ from . import api
 from .access_log import REQUEST_ID, USER, AccessLog
 from .config import Settings, load_settings, redact_url
 from .logs import setup_logging
-from .memory import release_after
+from .memory import ReleaseAfterLargeBodies
 from .orders import InvalidOrder
 from .params import BadParameter
 from .serialize import dataset_headers, error_body
@@ -41,16 +41,10 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     if settings.auth_enabled:
         app.before_request(_require_basic_auth)
     app.register_error_handler(Exception, _error_response)
-    app.teardown_request(_release_memory)
-    app.wsgi_app = AccessLog(app.wsgi_app)  # type: ignore[method-assign]
+    app.wsgi_app = AccessLog(ReleaseAfterLargeBodies(app.wsgi_app))  # type: ignore[method-assign]
     log.info("service ready", extra={"database": redact_url(settings.database_url),
                                      "auth": settings.auth_enabled})
     return app
-
-
-def _release_memory(_error: BaseException | None) -> None:
-    """After the view: a large batch it parsed is garbage by then (service/memory.py)."""
-    release_after(request.content_length)
 
 
 def _require_basic_auth() -> None:

@@ -1,15 +1,21 @@
 """`make bench`: the service against the baseline peer, the floor and the limit, in one run.
 
     python -m tests.bench [--orders 1000000] [--sizes 10000,100000,1000000] [--quick]
+    python -m tests.bench --sesam-limits    # each contender in a cgroup of 128 MB, 0.25 CPU
 
 For each size: generate seeded orders, load them through the store's bulk path (the load
 rate is reported), start the real service under gunicorn with its production config, the
 peer (tests/bench/peer.py), the floor (tests/bench/floor.py: the same gunicorn config
 serving a Flask app that answers with the service's own bytes, no database) and nginx
-serving a static file holding exactly the service's full-sync bytes; then measure full sync (wall time, entities/s, MB/s, time to first byte,
-peak RSS and PSS over all processes), an incremental pull of the last 1,000 changes, and
-small pulls of 10 entities under concurrent load (wrk). Every timed body is checked.
-Prints one table, writes JSON, a Markdown table and a PNG chart to --out.
+serving a static file holding exactly the service's full-sync bytes. Then measure:
+- full sync, timed with curl discarding the body (a native client, far from being the
+  bottleneck); the body is checked separately by an untimed read (the entity count, and for
+  the floor and the limit, the service's exact bytes) and every timed read by its size;
+- the server's own CPU seconds per million entities served (its process tree, /proc);
+- peak memory as a container is charged: PSS summed over the processes (RSS beside it),
+  and with --sesam-limits the anonymous memory charged to the cgroup;
+- an incremental pull of the last 1,000 changes, and small pulls of 10 under load (wrk).
+Prints one table and the verdict on the targets, and writes JSON, Markdown and a chart.
 """
 from __future__ import annotations
 
@@ -31,8 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from service.store import open_store
+from tests.support import cgroup
 from tests.support.seeded_orders import orders
-from tests.support.memory import MemorySampler
+from tests.support.memory import MemorySampler, cpu_seconds, process_tree
 from tests.support.databases import fresh_database, plain_sql
 from tests.support.servers import ROOT, free_port, start_gunicorn
 
@@ -47,13 +54,36 @@ class Contender:
     incremental_path: str
     process: subprocess.Popen | None = None
     stop_fn: object = None
+    limits: cgroup.SesamLimits | None = None  # its own cgroup, with --sesam-limits
     results: dict = field(default_factory=dict)
+
+
+# Targets at 1,000,000 orders on the 2-core machine (issue 14): peak PSS during a full sync,
+# small pulls against the floor, and the server's CPU seconds per million entities.
+TARGETS = {"sqlite": {"pss_mb": 64, "small_vs_floor": 0.9, "cpu_per_million": 0.4},
+           "postgresql": {"pss_mb": 80, "small_vs_floor": 0.7, "cpu_per_million": 0.6}}
+TARGET_ORDERS = 1_000_000
 
 
 # ---- measuring ------------------------------------------------------------------------
 
+def timed_sync(port: int, path: str) -> tuple[float, float, int]:
+    """One full read by curl, the body discarded: (seconds, seconds to the first byte, bytes)."""
+    if not shutil.which("curl"):
+        seconds, first_byte, body = full_sync(port, path)
+        return seconds, first_byte, len(body)
+    result = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w",
+                             "%{http_code} %{time_starttransfer} %{time_total} %{size_download}",
+                             f"http://127.0.0.1:{port}{path}"],
+                            capture_output=True, text=True, timeout=900, check=False)
+    status, first_byte, seconds, size = (result.stdout.split() + ["0"] * 4)[:4]
+    if status != "200":
+        raise RuntimeError(f"curl {path}: HTTP {status} {result.stderr.strip()}")
+    return float(seconds), float(first_byte), int(size)
+
+
 def full_sync(port: int, path: str) -> tuple[float, float, bytes]:
-    """One full read: (seconds, seconds to the first body byte, body)."""
+    """One full read by Python, keeping the body (to check it, not to time the server)."""
     started = time.perf_counter()
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
     connection.request("GET", path)
@@ -122,14 +152,20 @@ def percentile(values: list[float], fraction: float) -> float:
 
 # ---- the three targets -----------------------------------------------------------------
 
-def start_peer(count: int, seed: int, log: Path) -> Contender:
+def start_peer(count: int, seed: int, log: Path, limits: cgroup.SesamLimits | None) -> Contender:
     port = free_port()
     with open(log, "wb") as output:  # the child keeps its own copy of the descriptor
-        process = subprocess.Popen([sys.executable, "-m", "tests.bench.peer", str(port), str(count),
-                                    str(seed)], cwd=ROOT, stdout=output, stderr=subprocess.STDOUT)
+        process = subprocess.Popen([*prefix(limits), sys.executable, "-m", "tests.bench.peer",
+                                    str(port), str(count), str(seed)],
+                                   cwd=ROOT, stdout=output, stderr=subprocess.STDOUT)
+    peer = Contender("peer", port, process.pid, "/api/orders", f"/api/orders?since={count // 2}&limit=10",
+                     f"/api/orders?since={count - 1000}", process=process, limits=limits)
     wait_for(port, "/health", process, timeout=600)
-    return Contender("peer", port, process.pid, "/api/orders", f"/api/orders?since={count // 2}&limit=10",
-                  f"/api/orders?since={count - 1000}", process=process)
+    return peer
+
+
+def prefix(limits: cgroup.SesamLimits | None) -> list[str]:
+    return limits.enter_command() if limits else []
 
 
 def updated_at(database_url: str, position: int) -> int:
@@ -147,7 +183,7 @@ def write_bodies(www: Path, full_body: bytes, small_body: bytes) -> Path:
     return www
 
 
-def start_nginx(folder: Path, www: Path) -> Contender | None:
+def start_nginx(folder: Path, www: Path, limits: cgroup.SesamLimits | None) -> Contender | None:
     if not shutil.which("nginx"):
         return None
     folder.mkdir()
@@ -175,17 +211,19 @@ http {{
 }}
 """)
     (folder / "tmp").mkdir()
-    process = subprocess.Popen(["nginx", "-c", str(folder / "nginx.conf"), "-p", str(folder)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    process = subprocess.Popen([*prefix(limits), "nginx", "-c", str(folder / "nginx.conf"),
+                                "-p", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     wait_for(port, "/health", process)
-    return Contender("limit", port, process.pid, "/full.json", "/small.json", "", process=process)
+    return Contender("limit", port, process.pid, "/full.json", "/small.json", "", process=process,
+                     limits=limits)
 
 
-def start_floor(folder: Path, www: Path) -> Contender:
+def start_floor(folder: Path, www: Path, limits: cgroup.SesamLimits | None) -> Contender:
     server = start_gunicorn(f"sqlite:///{folder}/floor.sqlite3", folder, app="tests.bench.floor:app",
+                            prefix=prefix(limits), MALLOC_ARENA_MAX="2",
                             FLOOR_FULL_BODY=str(www / "full.json"), FLOOR_SMALL_BODY=str(www / "small.json"))
     return Contender("floor", server.port, server.process.pid, "/api/orders", "/api/orders?limit=10", "",
-                  process=server.process, stop_fn=server.stop)
+                     process=server.process, stop_fn=server.stop, limits=limits)
 
 
 def wait_for(port: int, path: str, process: subprocess.Popen, timeout: float = 60) -> None:
@@ -209,32 +247,45 @@ def stop(target: Contender) -> None:
     elif target.process and target.process.poll() is None:
         target.process.send_signal(signal.SIGTERM)
         target.process.wait(30)
+    if target.limits:
+        target.results["oom_kills"] = target.limits.oom_kills()
+        target.limits.remove()
 
 
 # ---- one size --------------------------------------------------------------------------
 
 def measure_full(target: Contender, repeats: int, count: int, reference: bytes | None) -> bytes:
-    walls, first_bytes, peaks_rss, peaks_pss, body = [], [], [], [], b""
+    """Check one full read's bytes (untimed), then time `repeats` reads with curl."""
+    body = full_sync(target.port, target.full_path)[2]
+    if len(json.loads(body)) != count:
+        raise RuntimeError(f"{target.name}: {len(json.loads(body))} entities, expected {count}")
+    if reference is not None and body != reference:
+        raise RuntimeError(f"{target.name}: full-sync bytes differ from the service's")
+    stat = target.limits.folders["memory"] / "memory.stat" if target.limits else None
+    walls, first_bytes, cpus, rss_peaks, pss_peaks, anonymous = [], [], [], [], [], []
     for _ in range(repeats):
-        sampler = MemorySampler(target.root_pid)
-        seconds, first_byte, body = full_sync(target.port, target.full_path)
+        pids = process_tree(target.root_pid)
+        sampler = MemorySampler(target.root_pid, stat)
+        cpu_before = cpu_seconds(pids)
+        seconds, first_byte, size = timed_sync(target.port, target.full_path)
+        cpus.append(cpu_seconds(pids) - cpu_before)
         rss, pss = sampler.stop()
-        entities = json.loads(body)
-        if len(entities) != count:
-            raise RuntimeError(f"{target.name}: {len(entities)} entities, expected {count}")
-        if reference is not None and body != reference:
-            raise RuntimeError(f"{target.name}: full-sync bytes differ from the service's")
+        if size != len(body):
+            raise RuntimeError(f"{target.name}: a timed read got {size} bytes, not {len(body)}")
         walls.append(seconds)
         first_bytes.append(first_byte)
-        peaks_rss.append(rss)
-        peaks_pss.append(pss)
+        rss_peaks.append(rss)
+        pss_peaks.append(pss)
+        anonymous.append(sampler.cgroup_anonymous_mb or 0.0)
     median = statistics.median(walls)
     target.results["full_sync"] = {
         "seconds_median": median, "seconds_min": min(walls), "seconds_max": max(walls),
         "entities_per_s": count / median, "mb_per_s": len(body) / median / 2 ** 20,
         "first_byte_ms_median": statistics.median(first_bytes) * 1000,
-        "peak_rss_mb": max(peaks_rss), "peak_pss_mb": max(peaks_pss), "bytes": len(body),
-        "sha256": hashlib.sha256(body).hexdigest()}
+        "cpu_s_per_million": statistics.median(cpus) / (count / 1e6),
+        "peak_pss_mb": max(pss_peaks), "peak_rss_mb": max(rss_peaks),
+        "cgroup_anonymous_mb": max(anonymous) if stat else None,
+        "bytes": len(body), "sha256": hashlib.sha256(body).hexdigest()}
     return body
 
 
@@ -252,6 +303,10 @@ def bench_size(count: int, args, scratch: Path, backend: str) -> dict:
     print(f"\n== {count:,} orders on {backend}", flush=True)
     folder = scratch / f"{backend}-{count}"
     folder.mkdir()
+
+    def limits() -> cgroup.SesamLimits | None:
+        return cgroup.SesamLimits() if args.sesam_limits else None
+
     with fresh_database(backend, folder) as url:
         store = open_store(url)
         store.migrate()
@@ -263,80 +318,141 @@ def bench_size(count: int, args, scratch: Path, backend: str) -> dict:
               f"({count / load_seconds:,.0f} orders/s)", flush=True)
         if backend == "postgresql":
             settle_postgres(url)
-        server = start_gunicorn(url, folder, LOG_LEVEL="INFO", WEB_CONCURRENCY="2", THREADS="4")
+        # The production defaults (config.DEFAULTS), the image's allocator setting.
+        service_limits = limits()
+        server = start_gunicorn(url, folder, prefix=prefix(service_limits), LOG_LEVEL="INFO",
+                                MALLOC_ARENA_MAX="2")
         # `_updated` values are the clock's, so the same pulls as the peer's (10 from the
         # middle, the last 1,000) start after the change at that position, not at a count.
         service = Contender("service", server.port, server.process.pid, "/api/orders",
-                         f"/api/orders?since={updated_at(url, count // 2)}&limit=10",
-                         f"/api/orders?since={updated_at(url, count - 1000)}",
-                         process=server.process, stop_fn=server.stop)
+                            f"/api/orders?since={updated_at(url, count // 2)}&limit=10",
+                            f"/api/orders?since={updated_at(url, count - 1000)}",
+                            process=server.process, stop_fn=server.stop, limits=service_limits)
         targets = [service]
+        failed: dict[str, dict] = {}
         try:
             reference = measure_full(service, args.repeats, count, None)
             small = full_sync(service.port, service.small_path)[2]
-            peer = start_peer(count, args.seed, folder / "peer.log")
-            targets.append(peer)
-            measure_full(peer, args.repeats, count, None)
             www = write_bodies(folder / "www", reference, small)
-            floor = start_floor(folder, www)
-            targets.append(floor)
-            measure_full(floor, args.repeats, count, reference)
-            limit = start_nginx(folder / "nginx", www)
-            if limit:
-                targets.append(limit)
-                measure_full(limit, args.repeats, count, reference)
+            starters = {"peer": lambda own: start_peer(count, args.seed, folder / "peer.log", own),
+                        "floor": lambda own: start_floor(folder, www, own),
+                        "limit": lambda own: start_nginx(folder / "nginx", www, own)}
+            for name, start in starters.items():
+                own = limits()
+                try:
+                    target = start(own)
+                except RuntimeError as error:  # e.g. the peer, killed at 128 MB while loading
+                    failed[name] = {"failed": f"did not start: {error}"[:200],
+                                    "oom_kills": own.oom_kills() if own else 0}
+                    if own:
+                        own.remove()
+                    continue
+                if target is None:
+                    if own:
+                        own.remove()
+                    continue
+                targets.append(target)
+                try:
+                    measure_full(target, args.repeats, count, None if name == "peer" else reference)
+                except (RuntimeError, OSError) as error:
+                    target.results["failed"] = str(error)[:200]
             for target in targets:
-                if target.incremental_path:
-                    times = repeated_gets(target.port, target.incremental_path, args.incremental_repeats,
-                                          min(1000, count))
-                    target.results["incremental_1000"] = {
-                        "ms_median": statistics.median(times) * 1000, "ms_p99": percentile(times, 0.99) * 1000}
-                target.results["small_pulls"] = run_wrk_repeated(
-                    target.port, target.small_path, args.wrk_seconds, args.wrk_connections, args.wrk_runs)
+                if "failed" not in target.results:
+                    measure_pulls(target, args, count)
                 print(f"   {target.name}: {json.dumps(target.results)}", flush=True)
         finally:
             for target in targets:
                 stop(target)
     result = {"orders": count, "backend": backend, "load_seconds": load_seconds,
-              "load_orders_per_s": count / load_seconds,
-              "targets": {target.name: target.results for target in targets}}
+              "load_orders_per_s": count / load_seconds, "sesam_limits": args.sesam_limits,
+              "targets": {**{target.name: target.results for target in targets}, **failed}}
     if "limit" not in result["targets"]:
         result["note"] = "nginx is not installed: the limit was skipped (apt-get install nginx-light)"
     return result
 
 
+def measure_pulls(target: Contender, args, count: int) -> None:
+    if target.incremental_path:
+        times = repeated_gets(target.port, target.incremental_path, args.incremental_repeats,
+                              min(1000, count))
+        target.results["incremental_1000"] = {
+            "ms_median": statistics.median(times) * 1000, "ms_p99": percentile(times, 0.99) * 1000}
+    target.results["small_pulls"] = run_wrk_repeated(
+        target.port, target.small_path, args.wrk_seconds, args.wrk_connections, args.wrk_runs)
+
+
 # ---- reporting -------------------------------------------------------------------------
 
+COLUMNS = ["orders", "backend", "target", "full sync s (median, min-max)", "entities/s", "MB/s",
+           "first byte ms", "server CPU-s per M entities", "peak PSS MB", "peak RSS MB",
+           "cgroup anon. MB", "incr. 1000 ms (median / p99)",
+           "small pulls req/s (median, min-max; p50 / p99 ms)", "vs limit", "vs peer",
+           "small pulls vs floor"]
+
+
 def table(results: list[dict]) -> str:
-    rows = [("| orders | backend | target | full sync s (median, min-max) | entities/s | MB/s | first byte ms "
-            "| peak RSS MB | peak PSS MB | incr. 1000 ms (median / p99) "
-            "| small pulls req/s (median, min-max; p50 / p99 ms) "
-            "| vs limit | vs peer | small pulls vs floor |"),
-            "|" + "---|" * 14]
+    rows = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for result in results:
-        named = result["targets"]
-        for name, figures in named.items():
-            full = figures["full_sync"]
-            incremental = figures.get("incremental_1000")
-            small = figures.get("small_pulls", {})
-            def vs(other, full=full, named=named, name=name):
-                return (f"{full['entities_per_s'] / named[other]['full_sync']['entities_per_s']:.2f}x"
-                        if other in named and name == "service" else "")
-            floor_small = named.get("floor", {}).get("small_pulls", {})
-            vs_floor = (f"{small['requests_per_s'] / floor_small['requests_per_s']:.2f}x"
-                        if name == "service" and "requests_per_s" in small and "requests_per_s" in floor_small
-                        else "")
-            rows.append(
-                f"| {result['orders']:,} | {result['backend']} | {name} | {full['seconds_median']:.3f} "
-                f"({full['seconds_min']:.3f}-{full['seconds_max']:.3f}) | {full['entities_per_s']:,.0f} "
-                f"| {full['mb_per_s']:.0f} | {full['first_byte_ms_median']:.1f} | {full['peak_rss_mb']:.0f} "
-                f"| {full['peak_pss_mb']:.0f} | "
-                + (f"{incremental['ms_median']:.2f} / {incremental['ms_p99']:.2f}" if incremental else "n/a")
-                + " | " + (f"{small['requests_per_s']:,.0f} ({small['requests_per_s_min']:,.0f}-"
-                           f"{small['requests_per_s_max']:,.0f}; {small['p50_ms']:.2f} / {small['p99_ms']:.2f})"
-                           if "requests_per_s" in small else small.get("skipped", ""))
-                + f" | {vs('limit')} | {vs('peer')} | {vs_floor} |")
+        for name, figures in result["targets"].items():
+            cells = [f"{result['orders']:,}", result["backend"], name]
+            if "full_sync" not in figures:
+                cells.append(f"failed: {figures.get('failed', '?')}"
+                             + (f" (OOM kills: {figures['oom_kills']})" if figures.get("oom_kills") else ""))
+                rows.append("| " + " | ".join(cells + [""] * (len(COLUMNS) - len(cells))) + " |")
+                continue
+            rows.append("| " + " | ".join(cells + row_figures(result["targets"], name, figures)) + " |")
     return "\n".join(rows)
+
+
+def row_figures(named: dict, name: str, figures: dict) -> list[str]:
+    full = figures["full_sync"]
+    incremental = figures.get("incremental_1000")
+    small = figures.get("small_pulls", {})
+    anonymous = full.get("cgroup_anonymous_mb")
+    return [f"{full['seconds_median']:.3f} ({full['seconds_min']:.3f}-{full['seconds_max']:.3f})",
+            f"{full['entities_per_s']:,.0f}", f"{full['mb_per_s']:.0f}",
+            f"{full['first_byte_ms_median']:.1f}", f"{full['cpu_s_per_million']:.2f}",
+            f"{full['peak_pss_mb']:.0f}", f"{full['peak_rss_mb']:.0f}",
+            f"{anonymous:.0f}" if anonymous is not None else "",
+            f"{incremental['ms_median']:.2f} / {incremental['ms_p99']:.2f}" if incremental else "n/a",
+            (f"{small['requests_per_s']:,.0f} ({small['requests_per_s_min']:,.0f}-"
+             f"{small['requests_per_s_max']:,.0f}; {small['p50_ms']:.2f} / {small['p99_ms']:.2f})"
+             if "requests_per_s" in small else small.get("skipped", "")),
+            ratio(named, name, "limit", "full_sync", "entities_per_s"),
+            ratio(named, name, "peer", "full_sync", "entities_per_s"),
+            ratio(named, name, "floor", "small_pulls", "requests_per_s")]
+
+
+def ratio(named: dict, name: str, other: str, section: str, key: str) -> str:
+    """The service's figure over another contender's, in the same run ("" where either is missing)."""
+    mine, theirs = named[name].get(section, {}).get(key), named.get(other, {}).get(section, {}).get(key)
+    return f"{mine / theirs:.2f}x" if name == "service" and mine and theirs else ""
+
+
+def verdict(results: list[dict]) -> str:
+    """The targets at 1,000,000 orders on the 2-core machine, judged on this run's figures."""
+    lines = []
+    for backend, target in TARGETS.items():
+        runs = [r for r in results if r["backend"] == backend and not r.get("sesam_limits")]
+        if not runs:
+            continue
+        run = max(runs, key=lambda r: r["orders"])
+        named = run["targets"]
+        full = named["service"]["full_sync"]
+        small = ratio(named, "service", "floor", "small_pulls", "requests_per_s")
+        size = f"{run['orders']:,} orders" + ("" if run["orders"] >= TARGET_ORDERS
+                                             else f" (the targets are set at {TARGET_ORDERS:,})")
+        checks = [("peak PSS during a full sync", f"{full['peak_pss_mb']:.0f} MB",
+                   full["peak_pss_mb"] <= target["pss_mb"], f"<= {target['pss_mb']} MB"),
+                  ("small pulls against the floor", small or "n/a",
+                   bool(small) and float(small[:-1]) >= target["small_vs_floor"],
+                   f">= {target['small_vs_floor']}x"),
+                  ("full-sync CPU", f"{full['cpu_s_per_million']:.2f} CPU-s per M entities",
+                   full["cpu_s_per_million"] <= target["cpu_per_million"],
+                   f"<= {target['cpu_per_million']}")]
+        lines.append(f"- **{backend}**, {size}: " + "; ".join(
+            f"{what} {value} ({'met' if met else 'NOT met'}: {goal})" for what, value, met, goal in checks))
+    return "\n".join(lines)
 
 
 def chart(results: list[dict], path: Path) -> None:
@@ -346,12 +462,12 @@ def chart(results: list[dict], path: Path) -> None:
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     for name, style in (("service", "o-"), ("peer", "s--"), ("floor", "d-."), ("limit", "^:")):
         points = [(r["orders"], r["targets"][name]["full_sync"]) for r in results
-                  if name in r["targets"] and r["backend"] == results[0]["backend"]]
+                  if "full_sync" in r["targets"].get(name, {}) and r["backend"] == results[0]["backend"]]
         if points:
             left.plot([p[0] for p in points], [p[1]["entities_per_s"] for p in points], style, label=name)
-            right.plot([p[0] for p in points], [p[1]["peak_rss_mb"] for p in points], style, label=name)
+            right.plot([p[0] for p in points], [p[1]["peak_pss_mb"] for p in points], style, label=name)
     for axes, title, unit in ((left, "Full-sync throughput", "entities/s"),
-                              (right, "Peak memory during a full sync", "RSS, MB (all processes)")):
+                              (right, "Peak memory during a full sync", "PSS, MB (summed over the processes)")):
         axes.set_xscale("log")
         axes.set_yscale("log")
         axes.set_xlabel("orders")
@@ -378,6 +494,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default=None, help="comma-separated sizes (default: 10000,100000,ORDERS)")
     parser.add_argument("--backends", default="sqlite", help="sqlite and/or postgresql (TEST_POSTGRES_URL)")
     parser.add_argument("--quick", action="store_true", help="small sizes and short runs (CI)")
+    parser.add_argument("--sesam-limits", action="store_true",
+                        help="run each contender in its own cgroup of 128 MB and 25%% of a core, as a "
+                             "Sesam node runs a microservice (root, cgroup v1)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--incremental-repeats", type=int, default=200)
@@ -392,6 +511,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else \
             sorted({10_000, 100_000, args.orders} & set(range(1, args.orders + 1)) | {args.orders})
+    if args.sesam_limits and cgroup.available():
+        parser.error(f"--sesam-limits: {cgroup.available()}")
     results = []
     with tempfile.TemporaryDirectory() as scratch:
         os.chmod(scratch, 0o755)  # nginx's workers run as another user and must read the file
@@ -402,9 +523,12 @@ def main(argv: list[str] | None = None) -> int:
               "command": "python -m tests.bench " + " ".join(argv if argv is not None else sys.argv[1:]),
               "results": results}
     text = table(results)
+    judged = verdict(results)
+    if judged:
+        text += f"\n\nTargets (on the 2-core machine, judged on this run):\n\n{judged}"
     print(f"\n{report['machine']}\n{report['when']}: {report['command']}\n\n{text}")
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = "quick" if args.quick else "latest"
+    stem = ("quick" if args.quick else "latest") + ("-sesam-limits" if args.sesam_limits else "")
     (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
     (args.out / f"{stem}.md").write_text(f"Machine: {report['machine']}  \nRun: {report['when']}, "
                                          f"`{report['command']}`\n\n{text}\n")

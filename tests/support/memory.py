@@ -1,6 +1,9 @@
 """Peak memory of a process tree (RSS and PSS, summed), sampled from a separate process.
 
-    python -m tests.support.memory ROOT_PID   # samples until stdin closes, prints the peaks
+    python -m tests.support.memory ROOT_PID [CGROUP_MEMORY_STAT]   # until stdin closes
+
+With a cgroup's memory.stat it also samples the anonymous memory charged to the cgroup (v1
+`rss`, v2 `anon`): the kernel keeps no peak of that figure, only of usage with page cache.
 
 Sampling runs in its own process so that it never competes for the measuring client's
 GIL: a sampler thread inside the benchmark delayed the client's reads by milliseconds.
@@ -57,8 +60,10 @@ def _kb(smaps_rollup: str, field: str) -> int:
 class MemorySampler:
     """Start sampling a process tree; stop() returns the peak (RSS MB, PSS MB)."""
 
-    def __init__(self, root: int):
-        self._process = subprocess.Popen([sys.executable, "-m", "tests.support.memory", str(root)],
+    def __init__(self, root: int, cgroup_stat: Path | None = None):
+        self.cgroup_anonymous_mb: float | None = None
+        arguments = [str(root)] + ([str(cgroup_stat)] if cgroup_stat else [])
+        self._process = subprocess.Popen([sys.executable, "-m", "tests.support.memory", *arguments],
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                          cwd=Path(__file__).resolve().parents[2])
         started = self._process.stdout and self._process.stdout.readline() == b"sampling\n"
@@ -68,23 +73,47 @@ class MemorySampler:
     def stop(self) -> tuple[float, float]:
         output, _ = self._process.communicate(timeout=30)  # closes stdin: the signal to stop
         peaks = json.loads(output)
+        if "cgroup_anonymous_bytes" in peaks:
+            self.cgroup_anonymous_mb = peaks["cgroup_anonymous_bytes"] / 2 ** 20
         return peaks["rss_kb"] / 1024, peaks["pss_kb"] / 1024
 
 
-def main(root: int) -> None:
+def cgroup_anonymous_bytes(stat: Path) -> int:
+    fields = dict(line.split() for line in stat.read_text().splitlines())
+    return int(fields.get("rss", fields.get("anon", 0)))
+
+
+def main(root: int, cgroup_stat: Path | None = None) -> None:
     pids = process_tree(root)
-    peak_rss = peak_pss = 0
+    peak_rss = peak_pss = peak_anonymous = 0
     announced = False
     while True:  # at least one sample, however short the measurement
         rss, pss = memory_kb(pids)
         peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
+        if cgroup_stat:
+            peak_anonymous = max(peak_anonymous, cgroup_anonymous_bytes(cgroup_stat))
         if not announced:
             print("sampling", flush=True)
             announced = True
         if select.select([sys.stdin], [], [], INTERVAL_S)[0]:
             break  # stdin closed (or written to): stop
-    print(json.dumps({"rss_kb": peak_rss, "pss_kb": peak_pss}), flush=True)
+    peaks = {"rss_kb": peak_rss, "pss_kb": peak_pss}
+    if cgroup_stat:
+        peaks["cgroup_anonymous_bytes"] = peak_anonymous
+    print(json.dumps(peaks), flush=True)
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU the processes have used so far, from /proc/<pid>/stat."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]))
+    main(int(sys.argv[1]), Path(sys.argv[2]) if len(sys.argv) > 2 else None)

@@ -267,3 +267,5 @@ def test_a_large_batch_gives_its_memory_back_and_a_small_one_does_not(make_app, 
     large = [{"id": i, "Username": "ann", "Orders": "x" * 100, "TotalSum": i} for i in range(1, 3001)]
     assert client.post("/api/orders", json=small).status_code == 200 and trims == []
     assert client.post("/api/orders", json=large).status_code == 200 and trims == [0]
+    refused = large + [{"id": "not a number"}]  # refused whole: its objects are garbage too
+    assert client.post("/api/orders", json=refused).status_code == 400 and trims == [0, 0]
