@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .config import ConfigError, load_settings, redact_url
@@ -9,7 +10,6 @@ from .samples import SAMPLE_ORDERS
 from .store import StoreError, open_store
 from .store.base import MAX_UPDATED
 
-EX_TEMPFAIL = 75  # sysexits.h: try again later
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,7 +73,7 @@ def _prepare() -> int:
         ready = prepare_store(store, settings)
     finally:
         store.close()
-    return 0 if ready else EX_TEMPFAIL
+    return 0 if ready else os.EX_TEMPFAIL  # sysexits.h: try again later
 
 
 if __name__ == "__main__":

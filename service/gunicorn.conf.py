@@ -62,7 +62,6 @@ control_socket_disable = True
 # Flask and a database driver would add 10-25 MB to it for good.
 PREPARE = [sys.executable, "-m", "service", "prepare"]
 PREPARE_RETRY_S = 5
-EX_TEMPFAIL = 75  # the database is unavailable (service/__main__.py)
 
 
 def on_starting(server):
@@ -73,13 +72,13 @@ def on_starting(server):
     import threading
     import time
 
-    if subprocess.run(PREPARE, check=False).returncode != EX_TEMPFAIL:
+    if subprocess.run(PREPARE, check=False).returncode != os.EX_TEMPFAIL:
         return
 
     def retry():
         while True:
             time.sleep(PREPARE_RETRY_S)
-            if subprocess.run(PREPARE, check=False).returncode != EX_TEMPFAIL:
+            if subprocess.run(PREPARE, check=False).returncode != os.EX_TEMPFAIL:
                 server.log.info("the store is prepared")
                 return
 
