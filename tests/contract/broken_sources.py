@@ -40,9 +40,11 @@ class Source:
     """A WSGI app: the 40 entities, served as the defect has it."""
 
     def __init__(self, defect: str = "", query: dict[str, str] | None = None,
-                 credentials: tuple[str, str] | None = None):
+                 credentials: tuple[str, str] | None = None,
+                 headers: list[tuple[str, str]] | None = None):
         assert defect in DEFECTS or defect == "", defect
         self.defect, self.query, self.credentials = defect, query or {}, credentials
+        self.headers = headers or []  # sent with every 200
         self.requests = 0
         self.entities = self._entities()
 
@@ -78,7 +80,7 @@ class Source:
         except ValueError as error:
             start_response("400 Bad Request", [("Content-Type", "application/json")])
             return [json.dumps({"error": str(error)}).encode()]
-        start_response("200 OK", [("Content-Type", "application/json")])
+        start_response("200 OK", [("Content-Type", "application/json"), *self.headers])
         return [self._body(page)]
 
     def _refusal(self, query: dict, authorization: str) -> tuple[str, str] | None:

@@ -2,6 +2,7 @@
 broken_sources.py is flagged by the right rule, and a correct one raises no false alarm."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -113,3 +114,27 @@ def test_the_emulator_exits_quietly_when_its_reader_goes_away(tmp_path):
             check=False)
     assert result.stdout.startswith("full run: 40 entities")
     assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr, result.stderr
+
+
+def test_a_header_that_is_not_json_fails_its_rule_and_an_unforeseen_answer_fails_only_one():
+    source = Source(headers=[("X-Dataset-Max-Updated", "2026-12-01T10:00:00Z")])  # not encoded
+    with serving(source) as url:
+        report = check(http_target("url", url, None, None, writable=False))
+    assert report["max-updated-header"].status == WARN
+    assert "is not JSON-encoded" in report["max-updated-header"].detail
+
+
+def test_a_rule_that_meets_what_no_rule_foresaw_fails_alone_and_says_so(monkeypatch):
+    from tests.source_checker import report as report_module
+    broken = next(rule for rule in RULES if rule.key == "limit-caps")
+
+    def surprised(probe):
+        raise KeyError("_updated")
+
+    monkeypatch.setattr(report_module, "RULES",
+                        [dataclasses.replace(r, check=surprised) if r is broken else r for r in RULES])
+    with serving(Source()) as url:
+        report = report_module.check(http_target("url", url, None, None, writable=False))
+    assert report["limit-caps"].status == FAIL
+    assert report["limit-caps"].detail.startswith("the check could not complete")
+    assert report["paging-reassembles"].status == PASS

@@ -61,6 +61,9 @@ def check(target: Target, strict: bool = False, repeat: int = 3) -> Report:
             outcomes.append(Outcome(rule, FAIL if failed else WARN, str(violation)))
         except NotChecked as reason:
             outcomes.append(Outcome(rule, NOT_CHECKED, str(reason)))
+        except Exception as error:  # noqa: BLE001 (a source may answer what no rule foresaw)
+            outcomes.append(Outcome(rule, FAIL, f"the check could not complete on what the "
+                                                f"source sent: {type(error).__name__}: {error}"))
     return Report(target.pull_path, strict, outcomes)
 
 

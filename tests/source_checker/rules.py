@@ -119,7 +119,7 @@ def ascending_updated(probe: Probe) -> str:
 
 
 @rule("since-exclusive", "MUST", "?since=X serves only the entities whose _updated sorts after "
-      "X, in order; never the one at X", PULL, (SINCE,))
+      "X, in order; never the one at X", PULL, (SINCE, CHRONOLOGICAL))
 def since_exclusive(probe: Probe) -> str:
     entities = probe.full()
     ordered = is_ascending(entities)
@@ -357,7 +357,11 @@ def max_updated_header(probe: Probe) -> str:
     if probe.first.headers.get("x-dataset-filtered") == "true":
         raise NotChecked("X-Dataset-Filtered: true")
     last = probe.full()[-1]["_updated"]
-    if json.loads(header) != last:
+    try:
+        stated = json.loads(header)
+    except ValueError:
+        raise Violation(f"X-Dataset-Max-Updated {header!r} is not JSON-encoded") from None
+    if stated != last:
         raise Violation(f"X-Dataset-Max-Updated {header}, the last entity's _updated {json.dumps(last)}")
     return header
 
