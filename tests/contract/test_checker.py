@@ -116,7 +116,7 @@ def test_the_emulator_exits_quietly_when_its_reader_goes_away(tmp_path):
     assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr, result.stderr
 
 
-def test_a_header_that_is_not_json_fails_its_rule_and_an_unforeseen_answer_fails_only_one():
+def test_a_max_updated_header_that_is_not_json_is_a_finding_of_its_rule():
     source = Source(headers=[("X-Dataset-Max-Updated", "2026-12-01T10:00:00Z")])  # not encoded
     with serving(source) as url:
         report = check(http_target("url", url, None, None, writable=False))
