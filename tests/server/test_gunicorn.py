@@ -111,10 +111,13 @@ def test_a_new_database_is_prepared_once_and_the_master_stays_lean(database_url,
         _response, body = raw_get(server.port, "/api/orders")
         assert [e["_id"] for e in json.loads(body)] == ["1", "2", "3"]
         master = server.process.pid
-        workers = [pid for pid in process_tree(master) if pid != master]
-        assert len(workers) == 2
-        # The worker that answered has loaded the app; the other may still be booting.
+        # The worker that answered has loaded the app; the other may not be forked yet, or
+        # may still be booting.
         deadline = time.monotonic() + 20
+        while len(workers := [pid for pid in process_tree(master) if pid != master]) < 2:
+            assert time.monotonic() < deadline, f"only {len(workers)} worker(s) started"
+            time.sleep(0.1)
+        assert len(workers) == 2
         while not all(loaded_app_libraries(pid) for pid in workers):
             assert time.monotonic() < deadline, "a worker never loaded the app"
             time.sleep(0.1)
