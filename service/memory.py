@@ -49,7 +49,7 @@ class ReleaseAfterLargeBodies:
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         response = self.app(environ, start_response)
-        length = environ.get("CONTENT_LENGTH")
-        if length:
-            release_after(int(length) if length.isdigit() else None)
+        length = environ.get("CONTENT_LENGTH", "")
+        if length.isdigit():
+            release_after(int(length))
         return response

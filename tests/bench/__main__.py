@@ -261,7 +261,7 @@ def measure_full(target: Contender, repeats: int, count: int, reference: bytes |
         raise RuntimeError(f"{target.name}: {len(json.loads(body))} entities, expected {count}")
     if reference is not None and body != reference:
         raise RuntimeError(f"{target.name}: full-sync bytes differ from the service's")
-    stat = target.limits.folders["memory"] / "memory.stat" if target.limits else None
+    stat = target.limits.memory_stat if target.limits else None
     walls, first_bytes, cpus, rss_peaks, pss_peaks, anonymous = [], [], [], [], [], []
     for _ in range(repeats):
         pids = process_tree(target.root_pid)

@@ -103,6 +103,13 @@ def with_params(url: str, params: dict) -> str:
     return urllib.parse.urlunsplit(split._replace(query=urllib.parse.urlencode(pairs)))
 
 
+def split_url(url: str) -> tuple[str, str]:
+    """A pull URL as (base, path): the path as given ("/" if none), its query string kept."""
+    split = urllib.parse.urlsplit(url)
+    return (f"{split.scheme}://{split.netloc}/",
+            (split.path or "/") + (f"?{split.query}" if split.query else ""))
+
+
 def _lower(headers) -> dict[str, str]:
     return {name.lower(): value for name, value in headers.items()}
 
@@ -327,11 +334,9 @@ def _whole_entities(body: bytes) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
-    split = urllib.parse.urlsplit(args.url)
-    path = (split.path or "/") + (f"?{split.query}" if split.query else "")
+    base, path = split_url(args.url)
     state = PipeState() if args.reset else PipeState.load(args.state, args.url)
-    pipe = Pipe(http_transport(f"{split.scheme}://{split.netloc}/", args.user,
-                               os.environ.get("SESAM_PASSWORD"), args.timeout),
+    pipe = Pipe(http_transport(base, args.user, os.environ.get("SESAM_PASSWORD"), args.timeout),
                 PipeConfig(path=path, supports_since=not args.no_since,
                            is_chronological=args.chronological, page_size=args.page_size,
                            if_source_empty=args.if_source_empty,

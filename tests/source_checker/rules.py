@@ -366,7 +366,7 @@ def max_updated_header(probe: Probe) -> str:
     return header
 
 
-def check_400(probe: Probe, reads) -> str:
+def check_400(reads: list) -> str:
     wrong = []
     for read in reads:
         try:
@@ -385,19 +385,19 @@ def check_400(probe: Probe, reads) -> str:
 def bad_since_400(probe: Probe) -> str:
     if isinstance(probe.full()[0]["_updated"], str):
         raise NotChecked("_updated is a string: any string may be a since")
-    return check_400(probe, [probe.read(since=value) for value in BAD_SINCE])
+    return check_400([probe.read(since=value) for value in BAD_SINCE])
 
 
 @rule("bad-limit-400", "SHOULD", "a limit that is not a positive integer is refused: 400 with "
       "a JSON reason", POLICY)
 def bad_limit_400(probe: Probe) -> str:
-    return check_400(probe, [probe.read(limit=value) for value in BAD_LIMIT])
+    return check_400([probe.read(limit=value) for value in BAD_LIMIT])
 
 
 @rule("repeated-parameter-400", "SHOULD", "a repeated since or limit is refused: 400 with a "
       "JSON reason", POLICY)
 def repeated_parameter_400(probe: Probe) -> str:
-    return check_400(probe, [probe.read(raw_query="since=1&since=2"),
+    return check_400([probe.read(raw_query="since=1&since=2"),
                              probe.read(raw_query="limit=1&limit=2")])
 
 

@@ -11,6 +11,8 @@ import os
 import uuid
 from pathlib import Path
 
+from tests.support.memory import cgroup_anonymous_bytes
+
 ROOT = Path("/sys/fs/cgroup")
 CONTROLLERS = ("memory", "cpu", "cpuacct")
 
@@ -41,13 +43,13 @@ class SesamLimits:
         paths = " ".join(str(folder / "cgroup.procs") for folder in self.folders.values())
         return ["sh", "-c", f'for f in {paths}; do echo $$ > "$f"; done; exec "$@"', "sh"]
 
-    def memory_stat(self) -> dict[str, int]:
-        text = (self.folders["memory"] / "memory.stat").read_text()
-        return {key: int(value) for key, value in (line.split() for line in text.splitlines())}
+    @property
+    def memory_stat(self) -> Path:
+        return self.folders["memory"] / "memory.stat"
 
     def anonymous_mb(self) -> float:
         """Anonymous memory charged (what an OOM kill counts; the page cache is reclaimed)."""
-        return self.memory_stat()["rss"] / 2 ** 20
+        return cgroup_anonymous_bytes(self.memory_stat) / 2 ** 20
 
     def oom_kills(self) -> int:
         text = (self.folders["memory"] / "memory.oom_control").read_text()

@@ -80,6 +80,7 @@ class MemorySampler:
 
 
 def cgroup_anonymous_bytes(stat: Path) -> int:
+    """Anonymous memory charged to a cgroup, from its memory.stat (v1 `rss`, v2 `anon`)."""
     fields = dict(line.split() for line in stat.read_text().splitlines())
     return int(fields.get("rss", fields.get("anon", 0)))
 

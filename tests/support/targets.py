@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import json
 import urllib.error
-import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from collections.abc import Callable
 
 from tests.support.servers import basic_auth
-from tests.sesam_emulator import Reply, Transport, http_transport
+from tests.sesam_emulator import Reply, Transport, http_transport, split_url
 
 
 @dataclass
@@ -58,9 +57,7 @@ def flask_target(client, username: str | None, password: str | None) -> Target:
 def http_target(name: str, url: str, username: str | None, password: str | None,
                 writable: bool, timeout: float = 60.0) -> Target:
     """The URL as given: its path (or "/") and its query string, to which since/limit are added."""
-    split = urllib.parse.urlsplit(url)
-    base_url = f"{split.scheme}://{split.netloc}/"
-    pull_path = (split.path or "/") + (f"?{split.query}" if split.query else "")
+    base_url, pull_path = split_url(url)
 
     def write(method: str, path: str, body: dict | None) -> int:
         data = json.dumps(body).encode() if body is not None else None
