@@ -52,9 +52,9 @@ def parse_order(value: Any, url_id: int | None = None, where: str = "") -> Order
     if url_id is not None and order_id != url_id:
         raise InvalidOrder(f"field 'id' is {order_id} but the URL names order {url_id}")
     return Order(id=order_id,
-                 username=_text(value["Username"], f"{where}field 'Username'"),
-                 orders=_text(value["Orders"], f"{where}field 'Orders'"),
-                 total_sum=_total_sum(value["TotalSum"], f"{where}field 'TotalSum'"))
+                 username=parse_text(value["Username"], f"{where}field 'Username'"),
+                 orders=parse_text(value["Orders"], f"{where}field 'Orders'"),
+                 total_sum=parse_total_sum(value["TotalSum"], f"{where}field 'TotalSum'"))
 
 
 def parse_orders(value: Any) -> list[Order]:
@@ -77,7 +77,7 @@ def parse_id(value: Any, what: str = "the order id") -> int:
     return value
 
 
-def _text(value: Any, what: str) -> str:
+def parse_text(value: Any, what: str) -> str:
     if not isinstance(value, str):
         raise InvalidOrder(f"{what} must be a string")
     if not value.strip(BLANK):
@@ -93,7 +93,7 @@ def _text(value: Any, what: str) -> str:
     return value
 
 
-def _total_sum(value: Any, what: str) -> str:
+def parse_total_sum(value: Any, what: str) -> str:
     if type(value) is int:
         value = Decimal(value)
     if not isinstance(value, Decimal):
@@ -122,7 +122,9 @@ def _reject_constant(name: str) -> Any:
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result = dict(pairs)
     if len(result) != len(pairs):
-        names = [key for key, _ in pairs]
-        duplicate = next(key for key in names if names.count(key) > 1)
-        raise ValueError(f"key {duplicate!r} appears more than once")
+        seen: set[str] = set()  # a set, not names.count(): linear in the object's size
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"key {key!r} appears more than once")
+            seen.add(key)
     return result
