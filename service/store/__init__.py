@@ -3,9 +3,11 @@ from __future__ import annotations
 
 from .base import (ChangeStream, Order, Restore, SinceAhead, Store, StoreError, StoreIdentity,
                    StoreRejected, StoreUnavailable)
+from .receiver import Push, PushConflict, PushRequest, PushResult, SweepLimits, SweepRefused
 
-__all__ = ["ChangeStream", "Order", "Restore", "SinceAhead", "Store", "StoreError",
-           "StoreIdentity", "StoreRejected", "StoreUnavailable", "open_store"]
+__all__ = ["ChangeStream", "Order", "Push", "PushConflict", "PushRequest", "PushResult",
+           "Restore", "SinceAhead", "Store", "StoreError", "StoreIdentity", "StoreRejected",
+           "StoreUnavailable", "SweepLimits", "SweepRefused", "open_store"]
 
 
 def open_store(database_url: str) -> Store:

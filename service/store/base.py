@@ -8,8 +8,11 @@ from __future__ import annotations
 import itertools
 import uuid
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from collections.abc import Iterable, Iterator
+
+if TYPE_CHECKING:  # receiver.py builds on this module
+    from .receiver import Push, PushRequest, PushResult, SweepLimits
 
 
 CHUNK_ROWS = 2000
@@ -63,6 +66,7 @@ class ChunkedReads:
     nothing more for the stream."""
 
     exhausted = False
+    reached_end = False  # every change of the snapshot read, not cut short by the limit
     _first: tuple[bytes, int] | None = None
     identity: StoreIdentity
 
@@ -83,7 +87,8 @@ class ChunkedReads:
         snapshot holds no more; so does a limit used up."""
         if self._left is not None:
             self._left -= count
-        self.exhausted = count < size or self._left == 0
+        self.reached_end = count < size
+        self.exhausted = self.reached_end or self._left == 0
         return (text, count) if count else None
 
     def _check_since(self, since: int) -> None:
@@ -151,6 +156,10 @@ class ChangeStream(Protocol):
         """Whether every entity of the stream has been read from the database already,
         so the rest of `chunks()` needs neither the database nor the connection."""
 
+    @property
+    def reached_end(self) -> bool:
+        """Whether the stream read to the end of its snapshot (not cut by its limit)."""
+
     def close(self) -> None:
         """Release the cursor and connection; safe to call more than once."""
 
@@ -189,6 +198,20 @@ class Store(Protocol):
 
     def bulk_load(self, orders: Iterable[Order], batch_size: int = 10_000) -> int:
         """Upsert a large stream of orders in batches; return how many were written."""
+
+    def receive(self, request: PushRequest, pushes: list[Push],
+                limits: SweepLimits = ...) -> PushResult:
+        """Take one request of Sesam's JSON push protocol whole, or raise PushConflict
+        or SweepRefused having written nothing (store/receiver.py)."""
+
+    def protect(self, request: PushRequest, order_ids: list[int]) -> None:
+        """Keep these orders from the open full sequence's sweep (a refused request)."""
+
+    def receiver_status(self) -> dict:
+        """The last full and incremental push sequences."""
+
+    def note_delivered(self, max_updated: int) -> None:
+        """A pull has delivered the feed up to `max_updated` in full."""
 
     def close(self) -> None:
         """Release every connection the store holds."""

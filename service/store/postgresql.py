@@ -7,7 +7,7 @@ import random
 import time
 from contextlib import contextmanager
 from importlib import resources
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from typing import Any, TypeVar, cast
 
 import psycopg
@@ -17,9 +17,11 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .base import (CHUNK_ROWS, FIRST_CHUNK_ROWS, RESTORE_MARGIN_US, BatchedLoads, ChunkedReads,
                    Order, Restore, StoreIdentity, StoreRejected, StoreUnavailable, new_uuid)
+from .receiver import Receiver
 
-# 2: changes recorded per statement, set-based; 3: `_updated` from the clock, the identity
-SCHEMA_VERSION = 3
+# 2: changes recorded per statement, set-based; 3: `_updated` from the clock, the identity;
+# 4: the push receiver's tables
+SCHEMA_VERSION = 4
 # Rows per network read of a stream (libpq's chunked mode, libpq 17 and later; the
 # psycopg[binary] wheel bundles it). Older libpq can only stream row by row: slower.
 STREAM_FETCH_ROWS = CHUNK_ROWS if psycopg.pq.version() >= 170000 else 1
@@ -31,6 +33,7 @@ STREAM_TIMEOUT_MS = IDLE_IN_TRANSACTION_TIMEOUT_MS = 1_800_000
 POOL_TIMEOUT_S = 5.0
 T = TypeVar("T")
 MIGRATION_LOCK = 0x6F72646572  # "order": one migration at a time across instances
+RECEIVER_LOCK = 0x70757368  # "push": one push request at a time across instances
 
 # The ready-made entities after `since`, oldest first (LIMIT NULL is no limit).
 ENTITY_SQL = "SELECT entity FROM changes WHERE seq > %s ORDER BY seq LIMIT %s"
@@ -155,7 +158,25 @@ class PostgresChangeStream(ChunkedReads):
         self._pool.putconn(connection)
 
 
-class PostgresStore(BatchedLoads):
+class PostgresReceiverTx:
+    """The receiver's view of a PostgreSQL transaction (store/receiver.py): its SQL is
+    written with `?` placeholders, which both databases' statements here never hold
+    otherwise."""
+
+    def __init__(self, connection: psycopg.Connection):
+        self.connection = connection
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        return self.connection.execute(sql.replace("?", "%s"), params).fetchall()
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return self.connection.execute(sql.replace("?", "%s"), params).rowcount
+
+    def upsert(self, orders: list[Order]) -> None:
+        _upsert(self.connection, orders)
+
+
+class PostgresStore(BatchedLoads, Receiver):
     def __init__(self, url: str, max_connections: int = 8):
         # Our settings go after any options the URL carries (e.g. a search_path). Generic
         # plans: every statement psycopg prepares here is a key lookup or a range scan of
@@ -264,6 +285,21 @@ class PostgresStore(BatchedLoads):
 
     def _write_batch(self, batch: list[Order]) -> None:
         self._write(lambda connection: _upsert(connection, batch))
+
+    def _receiving(self, work: Callable[[PostgresReceiverTx], T]) -> T:
+        def locked(connection: psycopg.Connection) -> T:
+            connection.execute("SELECT pg_advisory_xact_lock(%s)", (RECEIVER_LOCK,))
+            return work(PostgresReceiverTx(connection))
+        return self._write(locked)
+
+    def _reading(self, work: Callable[[PostgresReceiverTx], T]) -> T:
+        with self._connection() as connection:
+            return work(PostgresReceiverTx(connection))
+
+    def _note_delivered(self, max_updated: int) -> None:
+        with self._connection() as connection:
+            connection.execute("UPDATE feed_delivered SET max_updated = %s WHERE max_updated < %s",
+                               (max_updated, max_updated))
 
     def close(self) -> None:
         self.pool.close()

@@ -58,6 +58,18 @@ CREATE TABLE IF NOT EXISTS changes (
 
 CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL);
 
+-- The receiver of Sesam's JSON push protocol (store/receiver.py, store/README.md).
+-- `feed_delivered`: the highest `_updated` a pull has delivered in full (one row): what
+-- Sesam may have seen of the feed. `pushed_versions`: for each order the receiver wrote,
+-- the `_updated` of the change it wrote, so Sesam knows that version too. `push_state`:
+-- the last full and the last incremental push sequence, as JSON. `push_seen`: the order
+-- ids the open full sequence has sent so far, kept here so memory stays flat.
+CREATE TABLE IF NOT EXISTS feed_delivered (max_updated bigint NOT NULL);
+INSERT INTO feed_delivered SELECT 0 WHERE NOT EXISTS (SELECT FROM feed_delivered);
+CREATE TABLE IF NOT EXISTS pushed_versions (order_id bigint PRIMARY KEY, seq bigint NOT NULL);
+CREATE TABLE IF NOT EXISTS push_state (kind text PRIMARY KEY, state text NOT NULL);
+CREATE TABLE IF NOT EXISTS push_seen (order_id bigint PRIMARY KEY);
+
 -- Who this store is: its generation is made once, when the schema is first created
 -- (store/postgresql.py); a restore records its own id and offset (python -m service restored).
 CREATE TABLE IF NOT EXISTS store_identity (

@@ -74,6 +74,18 @@ CREATE TABLE IF NOT EXISTS store_identity (
 
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 
+-- The receiver of Sesam's JSON push protocol (store/receiver.py, store/README.md).
+-- `feed_delivered`: the highest `_updated` a pull has delivered in full (one row): what
+-- Sesam may have seen of the feed. `pushed_versions`: for each order the receiver wrote,
+-- the `_updated` of the change it wrote, so Sesam knows that version too. `push_state`:
+-- the last full and the last incremental push sequence, as JSON. `push_seen`: the order
+-- ids the open full sequence has sent so far, kept here so memory stays flat.
+CREATE TABLE IF NOT EXISTS feed_delivered (max_updated INTEGER NOT NULL);
+INSERT INTO feed_delivered SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM feed_delivered);
+CREATE TABLE IF NOT EXISTS pushed_versions (order_id INTEGER PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS push_state (kind TEXT PRIMARY KEY, state TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS push_seen (order_id INTEGER PRIMARY KEY);
+
 -- An order as the order API shows it: the entity without `_id` and `_updated`. The one
 -- place an order's JSON is built; the change log's entities are made from it.
 CREATE VIEW IF NOT EXISTS order_documents AS

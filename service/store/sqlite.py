@@ -7,17 +7,21 @@ import sqlite3
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 from .base import (CHUNK_ROWS, FIRST_CHUNK_ROWS, RESTORE_MARGIN_US, BatchedLoads, ChunkedReads,
                    Order, Restore, StoreIdentity, StoreRejected, StoreUnavailable, new_uuid)
+from .receiver import Receiver, T
 
-SCHEMA_VERSION = 2  # 2: `_updated` from the clock, the store's identity
+# 2: `_updated` from the clock, the store's identity; 3: the push receiver's tables
+SCHEMA_VERSION = 3
 # How long a writer queues for SQLite's one write lock before it gives up with a 503. Far
 # above what a write takes: a batch of 10,000 orders, the largest MAX_BODY_BYTES admits,
 # takes about 1 s at a quarter of a core, so ten such batches queued one after another
 # still get through. Readers never wait for it (WAL).
 BUSY_TIMEOUT_MS = 60_000
+DELIVERED_BUSY_TIMEOUT_MS = 500  # recording how far a pull delivered the feed
 MIN_FREE_BYTES = 1 << 20  # below this, /health says the disk is full
 IDLE_CONNECTIONS = 8  # kept open per process: opening one costs more than a small pull
 
@@ -127,7 +131,23 @@ class SqliteChangeStream(ChunkedReads):
             self._store._release(self._connection)  # rolls the read transaction back
 
 
-class SqliteStore(BatchedLoads):
+class SqliteReceiverTx:
+    """The receiver's view of a SQLite transaction (store/receiver.py)."""
+
+    def __init__(self, connection: sqlite3.Connection):
+        self.connection = connection
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        return self.connection.execute(sql, params).fetchall()
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return self.connection.execute(sql, params).rowcount
+
+    def upsert(self, orders: list[Order]) -> None:
+        self.connection.executemany(UPSERT_SQL, map(_row, orders))
+
+
+class SqliteStore(BatchedLoads, Receiver):
     def __init__(self, path: str):
         self.path = Path(path)
         self._idle: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
@@ -201,7 +221,7 @@ class SqliteStore(BatchedLoads):
         try:
             with _translated_errors():
                 connection.execute("PRAGMA journal_mode = WAL")
-                upgrade = _schema_version(connection) not in (None, SCHEMA_VERSION)
+                upgrade = _schema_version(connection) == 1  # later ones only add tables
                 tables, triggers = schema.split("-- @triggers\n", 1)
                 connection.executescript("\n".join([
                     "BEGIN IMMEDIATE;",
@@ -285,6 +305,27 @@ class SqliteStore(BatchedLoads):
     def _write_batch(self, batch: list[Order]) -> None:
         with self._write() as connection:
             connection.executemany(UPSERT_SQL, map(_row, batch))
+
+    def _receiving(self, work: Callable[[SqliteReceiverTx], T]) -> T:
+        # SQLite's one write lock is the receiver's lock too.
+        with self._write() as connection:
+            return work(SqliteReceiverTx(connection))
+
+    def _reading(self, work: Callable[[SqliteReceiverTx], T]) -> T:
+        with self._connection() as connection, _translated_errors():
+            return work(SqliteReceiverTx(connection))
+
+    def _note_delivered(self, max_updated: int) -> None:
+        # One statement, its own transaction, after the pull's response is sent: it must
+        # not hold a server thread behind a long write, so it waits briefly, and a mark not
+        # recorded stays lower (pushes are kept back until the next pull, never lost).
+        with self._connection() as connection, _translated_errors():
+            connection.execute(f"PRAGMA busy_timeout = {DELIVERED_BUSY_TIMEOUT_MS}")
+            try:
+                connection.execute("UPDATE feed_delivered SET max_updated = ? WHERE max_updated < ?",
+                                   (max_updated, max_updated))
+            finally:
+                connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
     def close(self) -> None:
         """Close the idle connections (streams still open close theirs when they end)."""

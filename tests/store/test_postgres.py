@@ -190,7 +190,7 @@ def test_migrating_a_version_1_database_replaces_its_row_trigger(pg_url):
                                 ("orders_track_update",)]
             assert connection.execute("SELECT order_id FROM changes ORDER BY seq").fetchall() \
                 == [(1,), (2,)]  # each write recorded once
-            assert connection.execute("SELECT version FROM schema_version").fetchone() == (3,)
+            assert connection.execute("SELECT version FROM schema_version").fetchone() == (4,)
     finally:
         store.close()
 

@@ -299,7 +299,7 @@ def test_migrating_a_version_1_sqlite_store_keeps_its_counter_and_adds_the_bound
     store.upsert_orders(orders(1, 1))
     with plain_sql(url) as connection:
         [(value,)] = connection.execute("SELECT value FROM change_counter").fetchall()
-        assert value == ahead + 1 and connection.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+        assert value == ahead + 1 and connection.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
         with pytest.raises(Exception, match="2\\*\\*53"):
             connection.execute("UPDATE change_counter SET value = ?", (MAX_UPDATED + 1,))
     stream = store.open_changes(0, None)
