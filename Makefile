@@ -17,7 +17,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test test-fast lint bench-limits check-source test-image pull build push image-name check-engine check-clean sesam-env sesam-config bench clean
+.PHONY: help venv run test test-fast lint bench-limits check-source test-image pull push-entities build push image-name check-engine check-clean sesam-env sesam-config bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -50,6 +50,10 @@ check-source: $(STAMP) ## Check any Sesam JSON source at URL (SOURCE_USER; SOURC
 
 pull: $(STAMP) ## Pull from the running service as a Sesam pipe would (ARGS="--show", "--full", ...)
 	$(BIN)/python -m tests.sesam_emulator --url http://127.0.0.1:$(PORT)/api/orders $(ARGS)
+
+push-entities: $(STAMP) ## Push a JSON file of entities as a Sesam json sink would (FILE=..., ARGS="--full")
+	@test -n "$(FILE)" || { echo "usage: make push-entities FILE=entities.json [ARGS=--full]" >&2; exit 2; }
+	$(BIN)/python -m tests.sesam_emulator push "$(FILE)" --url http://127.0.0.1:$(PORT)/api/receivers/orders/entities $(ARGS)
 
 image-name: ## Print the image reference that build/push use
 	@echo $(IMAGE):$(TAG)

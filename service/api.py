@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from importlib import resources
 
@@ -10,12 +11,14 @@ from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import BadRequest, NotFound, RequestEntityTooLarge, UnsupportedMediaType
 
 from .access_log import PULL_STATS, PullStats
+from .entities import InvalidEntity, parse_entities
 from .orders import InvalidOrder, parse_id, parse_json, parse_order, parse_orders
-from .params import parse_pull_params
+from .params import parse_pull_params, parse_push_params
 from .serialize import dataset_headers, json_array
-from .store import Store
+from .store import Store, StoreError
 
 bp = Blueprint("api", __name__)
+log = logging.getLogger("service")
 JSON = "application/json"
 _ID_PATH = re.compile(r"[1-9][0-9]{0,18}")
 OPENAPI = resources.files(__package__).joinpath("openapi.json").read_bytes()
@@ -33,6 +36,7 @@ def pull_orders() -> Response:
     stream = store().open_changes(params.since, params.limit)
     headers = dataset_headers(stream.identity)
     chunks = stream.chunks()  # the first chunk was read when the stream opened
+    delivered = _on_delivered(stream, stats)
     try:
         if stream.exhausted:
             # The whole answer is in memory already (a small or incremental pull): send
@@ -40,7 +44,9 @@ def pull_orders() -> Response:
             stream.close()
             body = b"".join(json_array(chunks, stats.add))
             stats.complete = True
-            return Response(body, mimetype=JSON, headers=headers)
+            response = Response(body, mimetype=JSON, headers=headers)
+            response.call_on_close(delivered)
+            return response
     except BaseException:
         stream.close()
         raise
@@ -51,7 +57,38 @@ def pull_orders() -> Response:
 
     response = Response(streamed_body(), mimetype=JSON, headers=headers)
     response.call_on_close(stream.close)
+    response.call_on_close(delivered)
     return response
+
+
+def _on_delivered(stream, stats: PullStats):
+    """Once the response is sent: if it held the feed to its end, record how far the
+    feed has been delivered (the receiver's rule for what Sesam has seen)."""
+    the_store, highest = store(), stream.identity.max_updated
+
+    def record() -> None:
+        if stats.complete and stream.reached_end and highest is not None:
+            try:
+                the_store.note_delivered(highest)
+            except StoreError as error:  # the mark stays lower: pushes are kept back, not lost
+                log.warning("could not record how far the feed was delivered: %s", error)
+    return record
+
+
+@bp.post("/api/receivers/orders/entities")
+def receive_entities() -> Response:
+    """Sesam's JSON push protocol: a batch of entities, in or out of a sequence."""
+    push = parse_push_params(request.args.to_dict(flat=False))
+    body = _json_body()
+    try:
+        pushes = parse_entities(body)
+    except InvalidEntity as error:
+        if push.is_full:
+            store().protect(push, error.order_ids)
+        raise
+    settings = current_app.extensions["settings"]
+    result = store().receive(push, pushes, settings.sweep_limits)
+    return _json_response(result.as_dict())
 
 
 @bp.get("/api/orders/<order_id>")
@@ -93,7 +130,7 @@ def openapi() -> Response:
 @bp.get("/health")
 def health() -> Response:
     store().ping()
-    return _json_response({"status": "ok"})
+    return _json_response({"status": "ok", "receiver": store().receiver_status()})
 
 
 def _json_response(document: dict) -> Response:

@@ -15,7 +15,9 @@ from .memory import ReleaseAfterLargeBodies
 from .orders import InvalidOrder
 from .params import BadParameter
 from .serialize import dataset_headers, error_body
-from .store import SinceAhead, Store, StoreRejected, StoreUnavailable, open_store
+from .store import (PushConflict, SinceAhead, Store, StoreRejected, StoreUnavailable, SweepRefused,
+                    open_store)
+from .entities import InvalidEntity
 
 log = logging.getLogger("service")
 UNAUTHENTICATED = {"api.health", "api.openapi"}
@@ -68,8 +70,15 @@ def _check_basic_auth(settings: Settings) -> None:
 def _error_response(error: Exception) -> Response:
     """Map every error to the one JSON shape; tracebacks and SQL go to the log only."""
     details: dict = {}
-    if isinstance(error, (BadParameter, InvalidOrder, StoreRejected)):
+    if isinstance(error, InvalidEntity):
         status, name, message = 400, "bad_request", str(error)
+        details = {"entity_id": error.entity_id}
+    elif isinstance(error, (BadParameter, InvalidOrder, StoreRejected)):
+        status, name, message = 400, "bad_request", str(error)
+    elif isinstance(error, PushConflict):
+        status, name, message = 409, "sequence_conflict", str(error)
+    elif isinstance(error, SweepRefused):
+        status, name, message = 422, "full_sync_refused", str(error)
     elif isinstance(error, SinceAhead):
         # The store is fine; the client is out of sync. Loud in the log, where an
         # operator looks when a pipe fails.

@@ -9,6 +9,8 @@ import os
 from dataclasses import dataclass, fields
 from collections.abc import Mapping
 
+from .store.receiver import SweepLimits
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off", "")
@@ -34,6 +36,10 @@ DEFAULTS = {
     "MAX_BODY_BYTES": str(1024 * 1024),
     "GRACEFUL_TIMEOUT": "60",
     "MIGRATE_ON_START": "true",
+    # The end of a full sync from Sesam deletes what it did not send, but never more than
+    # this share of the store, and nothing when it sent nothing (store/README.md).
+    "RECEIVER_MAX_DELETE_SHARE": "0.5",
+    "RECEIVER_ALLOW_EMPTY_FULL_SYNC": "false",
 }
 
 
@@ -55,6 +61,12 @@ class Settings:
     max_body_bytes: int
     graceful_timeout: int
     migrate_on_start: bool
+    receiver_max_delete_share: float = 0.5
+    receiver_allow_empty_full_sync: bool = False
+
+    @property
+    def sweep_limits(self) -> SweepLimits:
+        return SweepLimits(self.receiver_max_delete_share, self.receiver_allow_empty_full_sync)
 
     @property
     def auth_enabled(self) -> bool:
@@ -99,6 +111,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         max_body_bytes=_int(env, "MAX_BODY_BYTES", 1024, 1024 ** 3),
         graceful_timeout=_int(env, "GRACEFUL_TIMEOUT", 1, 3600),
         migrate_on_start=_bool(env, "MIGRATE_ON_START"),
+        receiver_max_delete_share=_share(env, "RECEIVER_MAX_DELETE_SHARE"),
+        receiver_allow_empty_full_sync=_bool(env, "RECEIVER_ALLOW_EMPTY_FULL_SYNC"),
     )
 
 
@@ -116,6 +130,17 @@ def _int(env: Mapping[str, str], name: str, low: int, high: int) -> int:
     if not raw.isascii() or not raw.isdigit() or not low <= int(raw) <= high:
         raise ConfigError(f"{name} must be a whole number from {low} to {high}, got {env[name]!r}")
     return int(raw)
+
+
+def _share(env: Mapping[str, str], name: str) -> float:
+    raw = env[name].strip()
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:  # NaN fails this too
+        raise ConfigError(f"{name} must be a number from 0 to 1 (a share of the orders), got {env[name]!r}")
+    return value
 
 
 def _bool(env: Mapping[str, str], name: str) -> bool:

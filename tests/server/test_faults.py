@@ -12,6 +12,7 @@ import subprocess
 import pytest
 
 from tests.support.apps import prepared_app
+from tests.support.servers import kill_tree
 
 ORDER = {"Username": "ann", "Orders": "Thinkpad", "TotalSum": 10}
 
@@ -75,16 +76,6 @@ def test_a_full_disk_refuses_writes_clearly_changes_nothing_and_recovers(small_d
     assert json.loads(before)[0] in after
     print(f"disk full after {writes} batch writes; 1 fault injected, recovered without restart")
     app.extensions["store"].close()
-
-
-def kill_tree(root: int) -> None:
-    """SIGKILL a process and all its descendants at once, as a crash or the OOM killer would."""
-    from tests.support.memory import process_tree
-    for pid in process_tree(root):
-        try:
-            os.kill(pid, 9)
-        except ProcessLookupError:
-            pass
 
 
 def test_kill_9_in_the_middle_of_bulk_writes_leaves_whole_batches_and_a_consistent_log(database_url, tmp_path):

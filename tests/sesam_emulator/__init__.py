@@ -23,7 +23,7 @@ What it does, as Sesam does (see the README and shared/docs/sesam.md):
   "continue" (Sesam's default) the run fails and says why.
 
 Command line: python -m tests.sesam_emulator --url http://127.0.0.1:5000/api/orders
-(see --help). The password is read from $SESAM_PASSWORD, never from the command line.
+(see --help); `python -m tests.sesam_emulator push FILE` plays a json sink (sink.py). The password is read from $SESAM_PASSWORD, never from the command line.
 The state file keeps one pipe per source URL (the URL's query string included).
 """
 from __future__ import annotations
@@ -333,6 +333,10 @@ def _whole_entities(body: bytes) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["push"]:  # the sink: push entities to a receiver
+        from .sink import main as push
+        return push(argv[1:])
     args = _arguments(argv)
     base, path = split_url(args.url)
     state = PipeState() if args.reset else PipeState.load(args.state, args.url)

@@ -71,6 +71,16 @@ def start_gunicorn(database_url: str, log_dir: Path, app: str | None = None,
     raise RuntimeError(f"gunicorn did not become healthy:\n{server.log()}")
 
 
+def kill_tree(root: int) -> None:
+    """SIGKILL a process and all its descendants at once, as a crash or the OOM killer would."""
+    from tests.support.memory import process_tree
+    for pid in process_tree(root):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def basic_auth(username: str, password: str) -> dict[str, str]:
     token = base64.b64encode(f"{username}:{password}".encode()).decode()
     return {"Authorization": f"Basic {token}"}

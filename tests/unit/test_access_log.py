@@ -40,6 +40,10 @@ def test_lines_logged_while_streaming_carry_the_request_id_and_later_ones_do_not
                 log.warning("serving a chunk")
                 yield chunk
 
+        @property
+        def reached_end(self):
+            return self._stream.reached_end
+
         def close(self):
             self._stream.close()
 
