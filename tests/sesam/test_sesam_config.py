@@ -19,6 +19,7 @@ CONFIG = ROOT / "sesam-config"
 SCHEMAS = CONFIG / "schemas"
 SYSTEM = json.loads((CONFIG / "systems" / "orders-source.conf.json").read_text())
 COLLECT = json.loads((CONFIG / "pipes" / "orders-source-order-collect.conf.json").read_text())
+SHARE = json.loads((CONFIG / "pipes" / "orders-source-order-share.conf.json").read_text())
 SOURCE = COLLECT["source"]["alternatives"]["prod"]
 SECRET = re.compile(r"^\$SECRET\([a-z0-9-]+\)$")
 # Test-only stand-ins for the node's secrets.
@@ -87,6 +88,29 @@ def test_the_url_is_the_pull_endpoint():
     app = prepared_app({"DATABASE_URL": "sqlite:///:memory:", "LOG_LEVEL": "ERROR"})
     rules = {rule.rule: rule.endpoint for rule in app.url_map.iter_rules() if "GET" in rule.methods}
     assert rules["/" + SOURCE["url"]] == "api.pull_orders"
+
+
+def test_the_share_pipe_pushes_to_the_receiver_in_batches_that_fit_a_request():
+    app = prepared_app({"DATABASE_URL": "sqlite:///:memory:", "LOG_LEVEL": "ERROR"})
+    rules = {rule.rule: rule.endpoint for rule in app.url_map.iter_rules() if "POST" in rule.methods}
+    sink = SHARE["sink"]
+    assert SHARE["_id"] == f"{SYSTEM['_id']}-order-share" and sink["system"] == SYSTEM["_id"]
+    assert sink["type"] == "json" and rules["/" + sink["url"]] == "api.receive_entities"
+    # The largest order Sesam can hold, every character \u-escaped, with room to spare
+    # for the other properties a global dataset carries (the receiver ignores them).
+    largest = json.dumps({"_id": "9" * 19, "id": 2 ** 63 - 1, "Username": "\u00e9" * 1000,
+                          "Orders": "\u00e9" * 1000, "TotalSum": "~f" + "9" * 28 + "." + "9" * 10})
+    room = int(DEFAULTS["MAX_BODY_BYTES"]) // sink["batch_size"] - len(largest)
+    assert room >= 4096, f"a batch of {sink['batch_size']} may not fit MAX_BODY_BYTES"
+    assert SHARE["source"] == {"type": "dataset", "dataset": "$ENV(orders-source-share-dataset)"}
+    assert SHARE["pump"]["rescan_cron_expression"]  # full syncs, whose end deletes
+
+
+def test_the_share_pipe_is_off_on_a_test_node_and_scheduled_in_production():
+    """`sesam test` must not need the service: its node has no image to push to."""
+    assert SHARE["pump"]["mode"] == "$ENV(orders-source-share-pump-mode)"
+    assert load(CONFIG / "test-env.json")["orders-source-share-pump-mode"] == "off"
+    assert PROD["orders-source-share-pump-mode"] == "scheduled"
 
 
 def test_the_image_is_exactly_what_make_push_publishes():
