@@ -14,6 +14,7 @@ PROPERTIES = frozenset(("id", *FIELDS))
 _ORDER_ID = re.compile(r"[1-9][0-9]{0,18}")
 # Sesam's typed decimal: "~f" and the number in plain or exponent notation.
 _DECIMAL = re.compile(r"~f(-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?)")
+_PLAIN_DECIMAL = re.compile(r"~f((?:0|[1-9][0-9]{0,27})(?:\.[0-9]{1,10})?)")
 
 
 class InvalidEntity(InvalidOrder):
@@ -59,10 +60,10 @@ def parse_entity(entity: Any) -> Push:
         return Push(order_id, None, replaced=True)
     if deleted:
         return Push(order_id, None)
-    username, orders, total_sum = (_one(values, name) for name in FIELDS)
-    return Push(order_id, Order(id=order_id, username=parse_text(username, "Username"),
-                                orders=parse_text(orders, "Orders"),
-                                total_sum=parse_total_sum(_number(total_sum), "TotalSum")))
+    return Push(order_id, Order(id=order_id,
+                                username=parse_text(_one(values, "Username"), "Username"),
+                                orders=parse_text(_one(values, "Orders"), "Orders"),
+                                total_sum=_total_sum(_one(values, "TotalSum"))))
 
 
 def named_order_ids(value: Any) -> list[int]:
@@ -99,13 +100,19 @@ def _order_properties(entity: dict) -> dict[str, list[Any]]:
     one (`global-order:Username`), in one pass over the entity's keys."""
     found: dict[str, list[Any]] = {}
     for key, value in entity.items():
-        if key[:1] in ("_", "$"):
+        if key in PROPERTIES:
+            name = key
+        elif ":" in key and key[0] not in "_$":
+            name = key.rpartition(":")[2]
+            if name not in PROPERTIES:
+                continue
+        else:
             continue
-        name = key.rpartition(":")[2]
-        if name in PROPERTIES:
-            values = found.setdefault(name, [])
-            if not any(_equal(value, seen) for seen in values):
-                values.append(value)
+        values = found.get(name)
+        if values is None:
+            found[name] = [value]
+        elif not any(_equal(value, seen) for seen in values):
+            values.append(value)
     return found
 
 
@@ -120,6 +127,16 @@ def _one(values: dict[str, list[Any]], name: str) -> Any:
 
 def _equal(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
+
+
+def _total_sum(value: Any) -> str:
+    """TotalSum as the order API keeps it. Sesam's usual decimal, `~f` and plain digits
+    within the bounds, is taken as the text it is (what the Decimal would print)."""
+    if isinstance(value, str):
+        plain = _PLAIN_DECIMAL.fullmatch(value)
+        if plain:
+            return plain.group(1)
+    return parse_total_sum(_number(value), "TotalSum")
 
 
 def _number(value: Any) -> Any:

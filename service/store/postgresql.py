@@ -163,8 +163,14 @@ class PostgresReceiverTx:
     written with `?` placeholders, which both databases' statements here never hold
     otherwise."""
 
+    ID_LIST = "SELECT unnest(?::bigint[])"
+
     def __init__(self, connection: psycopg.Connection):
         self.connection = connection
+
+    @staticmethod
+    def id_list(ids: list[int]) -> list[int]:
+        return ids
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         return self.connection.execute(sql.replace("?", "%s"), params).fetchall()

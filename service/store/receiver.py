@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Protocol, TypeVar
@@ -23,6 +23,7 @@ ABANDON_AFTER_S = 3600
 FULL, INCREMENTAL = "full", "incremental"
 T = TypeVar("T")
 
+# `{ids}` is the backend's ID_LIST: a query of the ids passed as its one parameter.
 CURRENT_SQL = """SELECT o.id, o.username, o.orders, o.total_sum, c.seq, p.seq FROM orders o
     LEFT JOIN changes c ON c.order_id = o.id LEFT JOIN pushed_versions p ON p.order_id = o.id
     WHERE o.id IN ({ids})"""
@@ -35,6 +36,9 @@ SWEEP_SELECT = """SELECT o.id FROM orders o JOIN changes c ON c.order_id = o.id
 RECORD_PUSHED_SQL = """INSERT INTO pushed_versions (order_id, seq)
     SELECT order_id, seq FROM changes WHERE order_id IN ({ids})
     ON CONFLICT (order_id) DO UPDATE SET seq = excluded.seq"""
+DELETE_SQL = "DELETE FROM orders WHERE id IN ({ids})"
+# (WHERE true: SQLite would read ON CONFLICT as a join's ON.)
+MARK_SEEN_SQL = "INSERT INTO push_seen (order_id) SELECT * FROM ({ids}) AS ids WHERE true ON CONFLICT DO NOTHING"
 SAVE_STATE_SQL = """INSERT INTO push_state (kind, state) VALUES (?, ?)
     ON CONFLICT (kind) DO UPDATE SET state = excluded.state"""
 
@@ -131,6 +135,11 @@ class PushResult:
 class ReceiverTx(Protocol):
     """One write transaction, with the receiver's lock held; `?` placeholders."""
 
+    ID_LIST: str  # a query of the ids given as one parameter (see `id_list`)
+
+    def id_list(self, ids: list[int]) -> Any:
+        """The one parameter that ID_LIST reads the ids from."""
+
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         ...
 
@@ -139,10 +148,6 @@ class ReceiverTx(Protocol):
 
     def upsert(self, orders: list[Order]) -> None:
         ...
-
-
-def placeholders(count: int) -> str:
-    return ",".join("?" * count)
 
 
 class Receiver:
@@ -201,13 +206,12 @@ class Receiver:
 
 def _receive(tx: ReceiverTx, request: PushRequest, pushes: list[Push],
              limits: SweepLimits) -> PushResult:
-    states = _states(tx)
+    states, mark = _states_and_mark(tx)
     now = time.time()
     full = _abandon_stale(tx, states.get(FULL), now)
     verdict = check_sequence(request, full, states.get(INCREMENTAL))
     if verdict == "repeat":
         return PushResult(Counts(), repeat=True)
-    mark = tx.rows("SELECT max_updated FROM feed_delivered")[0][0]
     if verdict == "new":
         if full is not None and full.status == "open":
             log.warning("full sync replaced by a new one before it ended: it deleted nothing",
@@ -279,8 +283,7 @@ def _apply(tx: ReceiverTx, pushes: list[Push], mark: int) -> Counts:
     not seen (written after the feed last delivered it, and not by the receiver)."""
     counts = Counts()
     ids = [push.order_id for push in pushes]
-    current = {row[0]: row for row in tx.rows(CURRENT_SQL.format(ids=placeholders(len(ids))), ids)} \
-        if ids else {}
+    current = {row[0]: row for row in _with_ids(tx, tx.rows, CURRENT_SQL, ids)} if ids else {}
     upserts: list[Order] = []
     deletes: list[int] = []
     for push in pushes:
@@ -301,11 +304,14 @@ def _apply(tx: ReceiverTx, pushes: list[Push], mark: int) -> Counts:
     if upserts:
         tx.upsert(upserts)
     if deletes:
-        tx.run(f"DELETE FROM orders WHERE id IN ({placeholders(len(deletes))})", deletes)
-    written = [order.id for order in upserts]
-    if written:
-        tx.run(RECORD_PUSHED_SQL.format(ids=placeholders(len(written))), written)
+        _with_ids(tx, tx.run, DELETE_SQL, deletes)
+    if upserts:
+        _with_ids(tx, tx.run, RECORD_PUSHED_SQL, [order.id for order in upserts])
     return counts
+
+
+def _with_ids(tx: ReceiverTx, call: Callable[[str, Sequence[Any]], T], sql: str, ids: list[int]) -> T:
+    return call(sql.format(ids=tx.ID_LIST), (tx.id_list(ids),))
 
 
 def _same(row: tuple, order: Order) -> bool:
@@ -362,14 +368,20 @@ def _abandon_stale(tx: ReceiverTx, full: SequenceState | None, now: float) -> Se
 
 
 def _mark_seen(tx: ReceiverTx, order_ids: list[int]) -> None:
-    for chunk in _chunks(sorted(set(order_ids)), 500):
-        tx.run(f"INSERT INTO push_seen (order_id) VALUES {','.join(['(?)'] * len(chunk))} "
-               "ON CONFLICT DO NOTHING", chunk)
+    if order_ids:
+        _with_ids(tx, tx.run, MARK_SEEN_SQL, sorted(set(order_ids)))
 
 
 def _states(tx: ReceiverTx) -> dict[str, SequenceState]:
-    return {kind: SequenceState.from_json(text)
-            for kind, text in tx.rows("SELECT kind, state FROM push_state")}
+    return _states_and_mark(tx)[0]
+
+
+def _states_and_mark(tx: ReceiverTx) -> tuple[dict[str, SequenceState], int]:
+    """The sequences' states and how far the feed was delivered, in one round trip."""
+    rows = tx.rows("SELECT '', CAST(max_updated AS TEXT) FROM feed_delivered "
+                   "UNION ALL SELECT kind, state FROM push_state")
+    mark = next(int(text) for kind, text in rows if kind == "")
+    return {kind: SequenceState.from_json(text) for kind, text in rows if kind}, mark
 
 
 def _summary(state: SequenceState) -> dict[str, Any]:
@@ -380,8 +392,3 @@ def _summary(state: SequenceState) -> dict[str, Any]:
     for name in ("bound", "began_seq"):
         summary.pop(name)
     return summary
-
-
-def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]

@@ -1,6 +1,7 @@
 """The embedded SQLite store: WAL mode, change tracking by triggers (schema_sqlite.sql)."""
 from __future__ import annotations
 
+import json
 import os
 import queue
 import sqlite3
@@ -134,8 +135,14 @@ class SqliteChangeStream(ChunkedReads):
 class SqliteReceiverTx:
     """The receiver's view of a SQLite transaction (store/receiver.py)."""
 
+    ID_LIST = "SELECT value FROM json_each(?)"  # SQLite has no arrays: a JSON one
+
     def __init__(self, connection: sqlite3.Connection):
         self.connection = connection
+
+    @staticmethod
+    def id_list(ids: list[int]) -> str:
+        return json.dumps(ids)
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         return self.connection.execute(sql, params).fetchall()

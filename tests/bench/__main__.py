@@ -14,8 +14,10 @@ serving a static file holding exactly the service's full-sync bytes. Then measur
 - the server's own CPU seconds per million entities served (its process tree, /proc);
 - peak memory as a container is charged: PSS summed over the processes (RSS beside it),
   and with --sesam-limits the anonymous memory charged to the cgroup;
-- an incremental pull of the last 1,000 changes, and small pulls of 10 under load (wrk).
-Prints one table and the verdict on the targets, and writes JSON, Markdown and a chart.
+- an incremental pull of the last 1,000 changes, and small pulls of 10 under load (wrk);
+- the push receiver: a full sync from Sesam into a store that holds the orders already
+  (tests/bench/push.py), at the largest size or --push-orders.
+Prints the tables and the verdict on the targets, and writes JSON, Markdown and a chart.
 """
 from __future__ import annotations
 
@@ -37,6 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from service.store import open_store
+from tests.bench import push
+from tests.bench.push import settle_postgres
 from tests.support import cgroup
 from tests.support.seeded_orders import orders
 from tests.support.memory import MemorySampler, cpu_seconds, process_tree
@@ -289,16 +293,6 @@ def measure_full(target: Contender, repeats: int, count: int, reference: bytes |
     return body
 
 
-def settle_postgres(url: str) -> None:
-    """VACUUM ANALYZE after the load, as after any bulk load: otherwise autovacuum works
-    through the new rows while the service is timed, on the same two cores."""
-    import psycopg
-    started = time.perf_counter()
-    with psycopg.connect(url, autocommit=True) as connection:
-        connection.execute("VACUUM ANALYZE orders, changes")
-    print(f"   VACUUM ANALYZE in {time.perf_counter() - started:.1f} s (not timed as load)", flush=True)
-
-
 def bench_size(count: int, args, scratch: Path, backend: str) -> dict:
     print(f"\n== {count:,} orders on {backend}", flush=True)
     folder = scratch / f"{backend}-{count}"
@@ -505,10 +499,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wrk-seconds", type=int, default=5)
     parser.add_argument("--wrk-runs", type=int, default=3, help="wrk runs per target (the median is reported)")
     parser.add_argument("--wrk-connections", type=int, default=16)
+    parser.add_argument("--push-orders", type=int, default=None,
+                        help="orders in the push receiver's full sync (default: the largest size; 0: skip)")
     parser.add_argument("--out", type=Path, default=ROOT / "tests" / "bench" / "results")
     args = parser.parse_args(argv)
     if args.quick:
         sizes = [2_000, 10_000]
+        args.push_orders = 10_000 if args.push_orders is None else args.push_orders
         args.repeats, args.incremental_repeats, args.wrk_seconds, args.wrk_runs = 2, 30, 2, 1
     else:
         sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else \
@@ -521,11 +518,17 @@ def main(argv: list[str] | None = None) -> int:
         for backend in args.backends.split(","):
             for count in sizes:
                 results.append(bench_size(count, args, Path(scratch), backend))
+        pushes = [push.bench_push(args.push_orders or max(sizes), backend,
+                                  Path(scratch) / f"push-{backend}", args.seed, args.sesam_limits)
+                  for backend in args.backends.split(",") if args.push_orders != 0]
     report = {"machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "command": "python -m tests.bench " + " ".join(argv if argv is not None else sys.argv[1:]),
-              "results": results}
+              "results": results, "push": pushes}
     text = table(results)
-    judged = verdict(results)
+    if pushes:
+        text += ("\n\nThe push receiver: a full sync from Sesam, batches of 100, one serial client "
+                 "(tests/bench/push.py)\n\n" + push.table(pushes))
+    judged = "\n".join(filter(None, [verdict(results), push.verdict(pushes)]))
     if judged:
         text += f"\n\nTargets (on the 2-core machine, judged on this run):\n\n{judged}"
     print(f"\n{report['machine']}\n{report['when']}: {report['command']}\n\n{text}")
