@@ -308,7 +308,7 @@ def test_an_incremental_push_during_a_full_sync_survives_its_sweep(client, store
 
 def test_a_full_sync_that_went_quiet_is_abandoned_and_leaves_nothing_behind(
         client, store, pipe, database_url, monkeypatch):
-    import service.store.receiver as receiver
+    from service.store import receiver
     load(store, [1, 2])
     pipe.run()
     assert push(client, [entity(1, "user1")], sequence_id="quiet", request_id="r1", is_full=True,
