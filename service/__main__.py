@@ -1,31 +1,38 @@
-"""Administrative commands: python -m service migrate | load-samples | prepare | restored"""
+"""Administrative commands: python -m service migrate | load-samples | prepare | restored | verify"""
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
 from .config import ConfigError, load_settings, redact_url
 from .samples import SAMPLE_ORDERS
-from .store import StoreError, open_store
+from .store import SchemaTooNew, StoreError, open_store
 from .store.base import MAX_UPDATED
 
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m service", description=__doc__)
-    parser.add_argument("command", choices=("migrate", "load-samples", "prepare", "restored"),
+    parser.add_argument("command", choices=("migrate", "load-samples", "prepare", "restored", "verify"),
                         help="migrate: create or upgrade the schema and its change tracking; "
                              "load-samples: load the sample orders into a store that never held any; "
                              "prepare: what the service does at start (MIGRATE_ON_START, "
                              "LOAD_SAMPLE_ORDERS), logged as JSON; "
-                             "restored: run once after restoring a backup of the database")
+                             "restored: run once after restoring a backup of the database; "
+                             "verify: compare the orders table with the feed and repair every "
+                             "difference (exit 0: they agreed, 1: differences found, 2: it could not run)")
     parser.add_argument("--past", type=_offset, default=0, metavar="OFFSET",
                         help="restored: also move new _updated values past OFFSET (e.g. the "
                              "highest offset a pipe shows in the Sesam portal)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="verify: report the differences, change nothing")
     args = parser.parse_args(argv)
     if args.command == "prepare":
         return _prepare()
+    if args.command == "verify":
+        return _verify(args.dry_run)
     try:
         settings = load_settings()
         store = open_store(settings.database_url)
@@ -57,6 +64,31 @@ def _offset(text: str) -> int:
     return int(text)
 
 
+def _verify(dry_run: bool) -> int:
+    """Exit 0 when the table and the feed agreed, 1 when they did not (repaired unless a
+    dry run), 2 when the verification could not run."""
+    try:
+        settings = load_settings()
+        store = open_store(settings.database_url)
+        try:
+            result = store.verify(repair=not dry_run)
+        finally:
+            store.close()
+    except (ConfigError, StoreError) as error:
+        print(f"error: the verification could not run: {error}", file=sys.stderr)
+        return 2
+    for problem in result.tracking:
+        print(f"change tracking: {problem}" + (" (put back)" if result.repaired else ""))
+    print(f"{result.orders} orders checked in {result.seconds:.1f} s: {result.missing} missing "
+          f"from the feed, {result.stale} stale, {result.orphaned} deleted without a tombstone"
+          + ("" if not result.differences else
+             " (repaired: fresh changes recorded)" if result.repaired else " (dry run: nothing changed)"))
+    for kind, order_ids in result.examples.items():
+        if order_ids:
+            print(f"  {kind}, e.g. orders {', '.join(map(str, order_ids))}")
+    return 1 if result.differences or result.tracking else 0
+
+
 def _prepare() -> int:
     """What the service does once per start (gunicorn.conf.py runs it before the workers):
     exit 0 when the store is ready, EX_TEMPFAIL while the database is unavailable."""
@@ -71,6 +103,9 @@ def _prepare() -> int:
     store = open_store(settings.database_url)
     try:
         ready = prepare_store(store, settings)
+    except SchemaTooNew as error:
+        logging.getLogger("service").critical("the service cannot run on this database: %s", error)
+        return os.EX_CONFIG  # sysexits.h: not to be retried; gunicorn.conf.py stops
     finally:
         store.close()
     return 0 if ready else os.EX_TEMPFAIL  # sysexits.h: try again later

@@ -130,7 +130,8 @@ def openapi() -> Response:
 @bp.get("/health")
 def health() -> Response:
     store().ping()
-    return _json_response({"status": "ok", "receiver": store().receiver_status()})
+    return _json_response({"status": "ok", "receiver": store().receiver_status(),
+                           "verification": store().verification_status()})
 
 
 def _json_response(document: dict) -> Response:

@@ -40,6 +40,9 @@ DEFAULTS = {
     # this share of the store, and nothing when it sent nothing (store/README.md).
     "RECEIVER_MAX_DELETE_SHARE": "0.5",
     "RECEIVER_ALLOW_EMPTY_FULL_SYNC": "false",
+    # The feed verifies itself against the orders table this often (0: never); a run of
+    # a million orders costs about a CPU-second (store/README.md).
+    "VERIFY_INTERVAL_S": "3600",
 }
 
 
@@ -63,6 +66,7 @@ class Settings:
     migrate_on_start: bool
     receiver_max_delete_share: float = 0.5
     receiver_allow_empty_full_sync: bool = False
+    verify_interval_s: int = 3600
 
     @property
     def sweep_limits(self) -> SweepLimits:
@@ -113,6 +117,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         migrate_on_start=_bool(env, "MIGRATE_ON_START"),
         receiver_max_delete_share=_share(env, "RECEIVER_MAX_DELETE_SHARE"),
         receiver_allow_empty_full_sync=_bool(env, "RECEIVER_ALLOW_EMPTY_FULL_SYNC"),
+        verify_interval_s=_int(env, "VERIFY_INTERVAL_S", 0, 7 * 24 * 3600),
     )
 
 

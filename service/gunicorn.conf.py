@@ -67,18 +67,28 @@ PREPARE_RETRY_S = 5
 def on_starting(server):
     """Prepare the store. If its database is unavailable now, the workers start anyway
     (they answer 503 and an unhealthy /health) and the master tries again every few
-    seconds until the store is ready, so the service recovers without a restart."""
+    seconds until the store is ready, so the service recovers without a restart. A
+    database whose schema a newer release made, and that does not allow this code, stops
+    the service (the prepare step logs both versions)."""
+    import signal
     import subprocess
     import threading
     import time
 
-    if subprocess.run(PREPARE, check=False).returncode != os.EX_TEMPFAIL:
+    code = subprocess.run(PREPARE, check=False).returncode
+    if code == os.EX_CONFIG:  # a database this code cannot serve: do not start
+        raise SystemExit(code)
+    if code != os.EX_TEMPFAIL:
         return
 
     def retry():
         while True:
             time.sleep(PREPARE_RETRY_S)
-            if subprocess.run(PREPARE, check=False).returncode != os.EX_TEMPFAIL:
+            code = subprocess.run(PREPARE, check=False).returncode
+            if code == os.EX_CONFIG:  # reachable at last, and not servable: stop
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            if code != os.EX_TEMPFAIL:
                 server.log.info("the store is prepared")
                 return
 

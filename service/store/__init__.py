@@ -1,12 +1,12 @@
 """Pick the store backend from DATABASE_URL."""
 from __future__ import annotations
 
-from .base import (ChangeStream, Order, Restore, SinceAhead, Store, StoreError, StoreIdentity,
-                   StoreRejected, StoreUnavailable)
+from .base import (ChangeStream, Order, Restore, SchemaTooNew, SinceAhead, Store, StoreError,
+                   StoreIdentity, StoreRejected, StoreUnavailable)
 from .receiver import Push, PushConflict, PushRequest, PushResult, SweepLimits, SweepRefused
 
 __all__ = ["ChangeStream", "Order", "Push", "PushConflict", "PushRequest", "PushResult",
-           "Restore", "SinceAhead", "Store", "StoreError", "StoreIdentity", "StoreRejected",
+           "Restore", "SchemaTooNew", "SinceAhead", "Store", "StoreError", "StoreIdentity", "StoreRejected",
            "StoreUnavailable", "SweepLimits", "SweepRefused", "open_store"]
 
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 
 if TYPE_CHECKING:  # receiver.py builds on this module
     from .receiver import Push, PushRequest, PushResult, SweepLimits
+    from .verify import Verification
 
 
 CHUNK_ROWS = 2000
@@ -111,6 +112,27 @@ class ChunkedReads:
 
 class StoreError(Exception):
     """Base of the errors a store raises; the message is safe to show a client."""
+
+
+class SchemaTooNew(StoreError):
+    """The database's schema was made by a newer release that does not allow this code
+    on it: the service must not start (and changes nothing)."""
+
+
+def newer_schema_allows(found: int | None, oldest_code: int | None, code: int) -> bool:
+    """Whether a database whose schema is `found` is one this code (made for schema
+    `code`) serves as it is, without migrating: one made by a newer release that allows
+    code as old as this. A schema this code knows, or an older one, it migrates up; a
+    newer one that does not allow it is refused (SchemaTooNew), never migrated down."""
+    if found is None or found <= code:
+        return False
+    if oldest_code is not None and oldest_code <= code:
+        return True
+    raise SchemaTooNew(
+        f"the database's schema is version {found}, made by a newer release of the service, "
+        f"which runs only code of schema version {oldest_code or found} and later; this code "
+        f"is of version {code}. Nothing was changed: run the newer image (or restore the "
+        "database from before the upgrade)")
 
 
 class StoreUnavailable(StoreError):
@@ -212,6 +234,16 @@ class Store(Protocol):
 
     def note_delivered(self, max_updated: int) -> None:
         """A pull has delivered the feed up to `max_updated` in full."""
+
+    def verify(self, repair: bool = True) -> Verification:
+        """Compare the orders table with the feed; put the change tracking back and
+        repair every difference by recording a fresh change (store/verify.py)."""
+
+    def verify_if_due(self, interval_s: int) -> Verification | None:
+        """Verify if no run started within `interval_s` on this database."""
+
+    def verification_status(self) -> dict | None:
+        """What the last periodic verification found."""
 
     def close(self) -> None:
         """Release every connection the store holds."""

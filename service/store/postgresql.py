@@ -3,6 +3,7 @@ pool, streams read by one streamed query (one snapshot), and statement timeouts.
 from __future__ import annotations
 
 import itertools
+import logging
 import random
 import time
 from contextlib import contextmanager
@@ -13,15 +14,36 @@ from typing import Any, TypeVar, cast
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import scalar_row
+from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .base import (CHUNK_ROWS, FIRST_CHUNK_ROWS, RESTORE_MARGIN_US, BatchedLoads, ChunkedReads,
-                   Order, Restore, StoreIdentity, StoreRejected, StoreUnavailable, new_uuid)
+                   Order, Restore, StoreIdentity, StoreRejected, StoreUnavailable, new_uuid,
+                   newer_schema_allows)
 from .receiver import Receiver
+from .verify import Verifier
+
+log = logging.getLogger("service")
+TRIGGERS = ("orders_track_delete", "orders_track_insert", "orders_track_truncate",
+            "orders_track_update")
+TRIGGER_STATES = {"O": "firing only in the origin role (ENABLE TRIGGER)",
+                  "D": "disabled", "R": "firing only in the replica role"}
+# A fresh change for each order: its entity as the table holds it, or a tombstone; under
+# lock_changes(), which the verification takes first (schema_postgresql.sql).
+RECORD_LIVE_SQL = """INSERT INTO changes (seq, order_id, entity)
+SELECT seq, id, change_entity(seq, id, document)
+FROM (SELECT nextval('change_seq') AS seq, o.id, order_document(o) AS document
+      FROM orders o WHERE o.id = ANY(%s::bigint[])) AS numbered
+ON CONFLICT ON CONSTRAINT changes_order_id_key DO UPDATE SET seq = excluded.seq, entity = excluded.entity"""
+RECORD_TOMBSTONES_SQL = """INSERT INTO changes (seq, order_id, entity)
+SELECT seq, id, change_entity(seq, id, NULL)
+FROM (SELECT nextval('change_seq') AS seq, id FROM unnest(%s::bigint[]) AS id) AS numbered
+ON CONFLICT ON CONSTRAINT changes_order_id_key DO UPDATE SET seq = excluded.seq, entity = excluded.entity"""
 
 # 2: changes recorded per statement, set-based; 3: `_updated` from the clock, the identity;
 # 4: the push receiver's tables
 SCHEMA_VERSION = 4
+OLDEST_CODE = 3  # version 3's code serves this schema (it ignores the receiver's tables)
 # Rows per network read of a stream (libpq's chunked mode, libpq 17 and later; the
 # psycopg[binary] wheel bundles it). Older libpq can only stream row by row: slower.
 STREAM_FETCH_ROWS = CHUNK_ROWS if psycopg.pq.version() >= 170000 else 1
@@ -158,10 +180,10 @@ class PostgresChangeStream(ChunkedReads):
         self._pool.putconn(connection)
 
 
-class PostgresReceiverTx:
-    """The receiver's view of a PostgreSQL transaction (store/receiver.py): its SQL is
-    written with `?` placeholders, which both databases' statements here never hold
-    otherwise."""
+class PostgresTx:
+    """A PostgreSQL transaction as the receiver and the verification use it
+    (store/receiver.py, store/verify.py): their SQL is written with `?` placeholders,
+    which their statements never hold otherwise."""
 
     ID_LIST = "SELECT unnest(?::bigint[])"
 
@@ -181,8 +203,19 @@ class PostgresReceiverTx:
     def upsert(self, orders: list[Order]) -> None:
         _upsert(self.connection, orders)
 
+    ORDER_DIFFS_SQL = """SELECT o.id, c.entity IS NULL OR right(c.entity, 16) = '"_deleted":true}'
+        FROM orders o LEFT JOIN changes c ON c.order_id = o.id
+        WHERE o.id > ? AND o.id <= ?
+        AND (c.entity IS NULL OR c.entity <> change_entity(c.seq, o.id, order_document(o)))"""
 
-class PostgresStore(BatchedLoads, Receiver):
+    def record_live(self, order_ids: list[int]) -> None:
+        self.connection.execute(RECORD_LIVE_SQL, (order_ids,))
+
+    def record_tombstones(self, order_ids: list[int]) -> None:
+        self.connection.execute(RECORD_TOMBSTONES_SQL, (order_ids,))
+
+
+class PostgresStore(BatchedLoads, Receiver, Verifier):
     def __init__(self, url: str, max_connections: int = 8):
         # Our settings go after any options the URL carries (e.g. a search_path). Generic
         # plans: every statement psycopg prepares here is a key lookup or a range scan of
@@ -225,25 +258,36 @@ class PostgresStore(BatchedLoads, Receiver):
         raise AssertionError("unreachable")
 
     def migrate(self) -> None:
-        schema = resources.files(__package__).joinpath("schema_postgresql.sql").read_text()
         with self._connection() as connection:
             connection.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            found, oldest_code = self._schema_version(connection)
+            if newer_schema_allows(found, oldest_code, SCHEMA_VERSION):
+                log.info("the database's schema is version %s, newer than this code's %s, "
+                         "which it allows: used as it is", found, SCHEMA_VERSION)
+                return
             # A current schema gets no DDL, whose locks would queue behind running writers
             # (and ALTER SEQUENCE would deadlock with them) at every worker's start.
-            if self._schema_version(connection) != SCHEMA_VERSION:
-                connection.execute(schema)
+            if found != SCHEMA_VERSION:
+                connection.execute(_schema())
                 connection.execute("DELETE FROM schema_version")
-                connection.execute("INSERT INTO schema_version VALUES (%s)", (SCHEMA_VERSION,))
+                connection.execute("INSERT INTO schema_version (version, oldest_code) VALUES (%s, %s)",
+                                   (SCHEMA_VERSION, OLDEST_CODE))
             connection.execute("INSERT INTO store_identity (generation) SELECT %s "
                                "WHERE NOT EXISTS (SELECT FROM store_identity)",
                                (new_uuid(),))
+        self._assert_tracking()  # at every start: someone may have disabled a trigger
+        with self._connection() as connection:
+            connection.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            self._check_location(connection)
 
     @staticmethod
-    def _schema_version(connection: psycopg.Connection) -> int | None:
+    def _schema_version(connection: psycopg.Connection) -> tuple[int | None, int | None]:
+        """The schema's version and the oldest code it allows (None, None: no schema yet)."""
         if _value(connection, "SELECT to_regclass('schema_version')") is None:
-            return None
-        row = connection.execute("SELECT max(version) FROM schema_version").fetchone()
-        return row[0] if row else None
+            return None, None
+        row = connection.execute("SELECT to_jsonb(v) FROM schema_version v "
+                                 "ORDER BY version DESC LIMIT 1").fetchone()
+        return (row[0]["version"], row[0].get("oldest_code")) if row else (None, None)
 
     def load_if_empty(self, orders: Iterable[Order]) -> bool:
         batch = list(orders)
@@ -264,16 +308,25 @@ class PostgresStore(BatchedLoads, Receiver):
         return PostgresChangeStream(self.pool, since, limit)
 
     def record_restore(self, past: int = 0) -> Restore:
-        restore_uuid = new_uuid()
         with self._connection() as connection:
-            connection.execute("SELECT lock_changes()")  # no writer draws values meanwhile
-            offset = _value(connection, "SELECT max(seq) FROM changes")
-            connection.execute("UPDATE store_identity SET restore_uuid = %s, restore_offset = %s",
-                               (restore_uuid, offset))
-            counter = _value(connection,
-                             "SELECT setval('change_seq', greatest(last_value, %s, clock_us() + %s)) "
-                             "FROM change_seq", (past, RESTORE_MARGIN_US))
-        return Restore(restore_uuid, offset, counter)
+            return _record_restore(connection, past)
+
+    def _check_location(self, connection: psycopg.Connection) -> None:
+        """A store found in another cluster, database, table or timeline than it was last
+        was restored (or copied) there: record a restore, as `python -m service restored`
+        would, so a pipe at an offset the backup lacks is reset instead of missing changes."""
+        here = _location(connection)
+        recorded = _value(connection, "SELECT lives_in FROM store_identity")
+        moved = sorted(key for key, value in (recorded or {}).items()
+                       if value is not None and here.get(key) is not None and here[key] != value)
+        if moved:
+            restore = _record_restore(connection)
+            log.warning("the store is not where it was (%s changed): a restore or a copy; recorded "
+                        "as restored, so pipes past its offset reset", ", ".join(moved),
+                        extra={"restore_uuid": restore.restore_uuid,
+                               "restore_offset": restore.restore_offset, "was": recorded, "now": here})
+        if recorded != here:
+            connection.execute("UPDATE store_identity SET lives_in = %s", (Jsonb(here),))
 
     def get_order(self, order_id: int) -> str | None:
         with self._connection() as connection:
@@ -292,15 +345,66 @@ class PostgresStore(BatchedLoads, Receiver):
     def _write_batch(self, batch: list[Order]) -> None:
         self._write(lambda connection: _upsert(connection, batch))
 
-    def _receiving(self, work: Callable[[PostgresReceiverTx], T]) -> T:
+    def _receiving(self, work: Callable[[PostgresTx], T]) -> T:
         def locked(connection: psycopg.Connection) -> T:
             connection.execute("SELECT pg_advisory_xact_lock(%s)", (RECEIVER_LOCK,))
-            return work(PostgresReceiverTx(connection))
+            return work(PostgresTx(connection))
         return self._write(locked)
 
-    def _reading(self, work: Callable[[PostgresReceiverTx], T]) -> T:
+    def _reading(self, work: Callable[[PostgresTx], T]) -> T:
         with self._connection() as connection:
-            return work(PostgresReceiverTx(connection))
+            return work(PostgresTx(connection))
+
+    def _verifying(self, work: Callable[[PostgresTx], T]) -> T:
+        def locked(connection: psycopg.Connection) -> T:
+            connection.execute("SELECT lock_changes()")  # writers record no change meanwhile
+            return work(PostgresTx(connection))
+        return self._write(locked)
+
+    _verifying_read = _reading
+
+    def _assert_tracking(self, fix: bool = True) -> list[str]:
+        """Triggers dropped are created again (the schema, under the migration lock);
+        triggers disabled, or firing only in the origin role, fire ALWAYS again; the
+        sequence's cache is 1. Each is looked at first: an ALTER takes a lock that blocks
+        writers, and needs the table's owner. Say what was (or, not fixing, is) wrong."""
+        done: list[str] = []
+        with self._connection() as connection:
+            triggers = dict(connection.execute(
+                "SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = 'orders'::regclass "
+                "AND NOT tgisinternal").fetchall())
+            cache = _value(connection, "SELECT seqcache FROM pg_sequence WHERE seqrelid = 'change_seq'::regclass")
+        missing = sorted(set(TRIGGERS) - set(triggers))
+        not_always = sorted(name for name in TRIGGERS if name in triggers and triggers[name] != "A")
+        done += [f"the trigger {name} was dropped" for name in missing]
+        done += [f"the trigger {name} was {TRIGGER_STATES.get(triggers[name], triggers[name])}"
+                 for name in not_always if name not in missing]
+        done += [f"the change sequence cached {cache} values"] if cache != 1 else []
+        if not fix or not done:
+            return done
+        try:
+            if missing:
+                self._run_schema()  # creates them firing ALWAYS, the cache at 1
+            elif not_always or cache != 1:
+                with self._connection() as connection:
+                    if not_always:
+                        connection.execute("ALTER TABLE orders " + ", ".join(
+                            f"ENABLE ALWAYS TRIGGER {name}" for name in not_always))
+                    if cache != 1:
+                        connection.execute("ALTER SEQUENCE change_seq CACHE 1")
+        except StoreUnavailable as error:
+            if isinstance(error.__cause__, psycopg.errors.InsufficientPrivilege):
+                raise StoreUnavailable("the change tracking is off (triggers dropped or disabled) "
+                                       "and only the owner of the orders table can put it back: "
+                                       "run `python -m service verify` as the owner") from error
+            raise
+        log.warning("change tracking put back: %s", "; ".join(done))
+        return done
+
+    def _run_schema(self) -> None:
+        with self._connection() as connection:
+            connection.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            connection.execute(_schema())
 
     def _note_delivered(self, max_updated: int) -> None:
         with self._connection() as connection:
@@ -309,6 +413,39 @@ class PostgresStore(BatchedLoads, Receiver):
 
     def close(self) -> None:
         self.pool.close()
+
+
+def _record_restore(connection: psycopg.Connection, past: int = 0) -> Restore:
+    restore_uuid = new_uuid()
+    connection.execute("SELECT lock_changes()")  # no writer draws values meanwhile
+    offset = _value(connection, "SELECT max(seq) FROM changes")
+    connection.execute("UPDATE store_identity SET restore_uuid = %s, restore_offset = %s",
+                       (restore_uuid, offset))
+    counter = _value(connection,
+                     "SELECT setval('change_seq', greatest(last_value, %s, clock_us() + %s)) "
+                     "FROM change_seq", (past, RESTORE_MARGIN_US))
+    return Restore(restore_uuid, offset, counter)
+
+
+def _location(connection: psycopg.Connection) -> dict[str, Any]:
+    """Where the store lives now. The cluster's system identifier and timeline need
+    pg_control_system() and pg_control_checkpoint(), which a database may not grant:
+    then the oids alone tell a restore into another database or a dump loaded again."""
+    here: dict[str, Any] = dict(zip(("database_oid", "table_oid"), connection.execute(
+        "SELECT (SELECT oid FROM pg_database WHERE datname = current_database())::bigint, "
+        "'orders'::regclass::oid::bigint").fetchone() or ()))
+    for key, query in (("system_id", "SELECT system_identifier::text FROM pg_control_system()"),
+                       ("timeline", "SELECT timeline_id FROM pg_control_checkpoint()")):
+        try:
+            with connection.transaction():  # a savepoint: a refusal leaves the rest alone
+                here[key] = _value(connection, query)
+        except psycopg.errors.InsufficientPrivilege:
+            here[key] = None
+    return here
+
+
+def _schema() -> str:
+    return resources.files(__package__).joinpath("schema_postgresql.sql").read_text()
 
 
 def _value(connection: psycopg.Connection, query: str, params: tuple = ()) -> Any:

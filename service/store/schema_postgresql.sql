@@ -45,8 +45,10 @@ ALTER TABLE orders
         AND scale(total_sum) <= 10);
 
 CREATE SEQUENCE IF NOT EXISTS change_seq;
--- JSON clients read numbers as doubles: past 2**53 two offsets could read as one.
-ALTER SEQUENCE change_seq MAXVALUE 9007199254740991;
+-- JSON clients read numbers as doubles: past 2**53 two offsets could read as one. A cache
+-- of 1: with more, a session holds numbers it drew earlier, and sequence order would no
+-- longer be commit order (see the top of this file).
+ALTER SEQUENCE change_seq MAXVALUE 9007199254740991 CACHE 1;
 
 -- `entity` is the complete entity JSON, `_id` and `_updated` included, made once at write
 -- time, so a full sync streams ready-made text.
@@ -56,7 +58,10 @@ CREATE TABLE IF NOT EXISTS changes (
     entity   text NOT NULL
 );
 
-CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL);
+-- The schema's version, and the oldest version of the code that can run on it: a release
+-- rolled back one version keeps working where the schema allows it (store/base.py).
+CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL, oldest_code integer);
+ALTER TABLE schema_version ADD COLUMN IF NOT EXISTS oldest_code integer;
 
 -- The receiver of Sesam's JSON push protocol (store/receiver.py, store/README.md).
 -- `feed_delivered`: the highest `_updated` a pull has delivered in full (one row): what
@@ -70,6 +75,12 @@ CREATE TABLE IF NOT EXISTS pushed_versions (order_id bigint PRIMARY KEY, seq big
 CREATE TABLE IF NOT EXISTS push_state (kind text PRIMARY KEY, state text NOT NULL);
 CREATE TABLE IF NOT EXISTS push_seen (order_id bigint PRIMARY KEY);
 
+-- The feed's verification against the table (store/verify.py): when it last started and
+-- ended and what it found, one row; a run claims it, so one runs at a time across workers
+-- and instances.
+CREATE TABLE IF NOT EXISTS verifications (started_us bigint NOT NULL, result text);
+INSERT INTO verifications SELECT 0, NULL WHERE NOT EXISTS (SELECT FROM verifications);
+
 -- Who this store is: its generation is made once, when the schema is first created
 -- (store/postgresql.py); a restore records its own id and offset (python -m service restored).
 CREATE TABLE IF NOT EXISTS store_identity (
@@ -77,6 +88,10 @@ CREATE TABLE IF NOT EXISTS store_identity (
     restore_uuid   text,
     restore_offset bigint
 );
+-- Where the store lives (store/postgresql.py): the cluster's system identifier, the
+-- database's and the orders table's oids, the timeline. Found different at a start, the
+-- store was restored or copied elsewhere, and records a restore by itself.
+ALTER TABLE store_identity ADD COLUMN IF NOT EXISTS lives_in jsonb;
 
 -- An order as the order API shows it: the entity without `_id` and `_updated`. The same
 -- bytes SQLite's json_object makes: compact, keys in this order.
@@ -190,3 +205,30 @@ CREATE TRIGGER orders_track_update AFTER UPDATE ON orders
 DROP TRIGGER IF EXISTS orders_track_delete ON orders;
 CREATE TRIGGER orders_track_delete AFTER DELETE ON orders
     REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION orders_track_delete();
+
+-- TRUNCATE fires no DELETE trigger: before it empties the table, a tombstone for every
+-- order it removes (rather than refusing it: an operator's TRUNCATE then means what it
+-- says in Sesam too, and a program that truncates and reloads shows only what changed
+-- once the reload's own changes follow).
+CREATE OR REPLACE FUNCTION orders_track_truncate() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM lock_changes();
+    INSERT INTO changes (seq, order_id, entity)
+    SELECT seq, id, change_entity(seq, id, NULL)
+    FROM (SELECT nextval('change_seq') AS seq, o.id FROM orders o ORDER BY o.id) AS numbered
+    ON CONFLICT ON CONSTRAINT changes_order_id_key
+    DO UPDATE SET seq = excluded.seq, entity = excluded.entity;
+    RETURN NULL;
+END $$;
+DROP TRIGGER IF EXISTS orders_track_truncate ON orders;
+CREATE TRIGGER orders_track_truncate BEFORE TRUNCATE ON orders
+    FOR EACH STATEMENT EXECUTE FUNCTION orders_track_truncate();
+
+-- The triggers fire in every session_replication_role, replica included (logical
+-- replication, pg_restore --disable-triggers' sessions, some migration tools): a write
+-- that goes around them is a change Sesam never hears of. The service checks this at
+-- every start and verification, since ENABLE TRIGGER sets a trigger back to ORIGIN.
+ALTER TABLE orders ENABLE ALWAYS TRIGGER orders_track_insert,
+    ENABLE ALWAYS TRIGGER orders_track_update, ENABLE ALWAYS TRIGGER orders_track_delete,
+    ENABLE ALWAYS TRIGGER orders_track_truncate;

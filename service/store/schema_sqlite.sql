@@ -72,7 +72,9 @@ CREATE TABLE IF NOT EXISTS store_identity (
     restore_offset INTEGER
 );
 
-CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+-- The schema's version, and the oldest version of the code that can run on it: a release
+-- rolled back one version keeps working where the schema allows it (store/base.py).
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, oldest_code INTEGER);
 
 -- The receiver of Sesam's JSON push protocol (store/receiver.py, store/README.md).
 -- `feed_delivered`: the highest `_updated` a pull has delivered in full (one row): what
@@ -85,6 +87,12 @@ INSERT INTO feed_delivered SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM feed_deliver
 CREATE TABLE IF NOT EXISTS pushed_versions (order_id INTEGER PRIMARY KEY, seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS push_state (kind TEXT PRIMARY KEY, state TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS push_seen (order_id INTEGER PRIMARY KEY);
+
+-- The feed's verification against the table (store/verify.py): when it last started and
+-- ended and what it found, one row; a run claims it, so one runs at a time across workers
+-- and instances.
+CREATE TABLE IF NOT EXISTS verifications (started_us INTEGER NOT NULL, result TEXT);
+INSERT INTO verifications SELECT 0, NULL WHERE NOT EXISTS (SELECT 1 FROM verifications);
 
 -- An order as the order API shows it: the entity without `_id` and `_updated`. The one
 -- place an order's JSON is built; the change log's entities are made from it.

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import queue
 import sqlite3
@@ -12,11 +13,19 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from .base import (CHUNK_ROWS, FIRST_CHUNK_ROWS, RESTORE_MARGIN_US, BatchedLoads, ChunkedReads,
-                   Order, Restore, StoreIdentity, StoreRejected, StoreUnavailable, new_uuid)
+                   Order, Restore, StoreIdentity, StoreRejected, StoreUnavailable, new_uuid,
+                   newer_schema_allows)
 from .receiver import Receiver, T
+from .verify import Verifier
+
+log = logging.getLogger("service")
+TRIGGERS = ("orders_track_delete", "orders_track_insert", "orders_track_update")
+NEXT_VALUE_SQL = "UPDATE change_counter SET value = max(value + 1, (SELECT now_us FROM clock))"
 
 # 2: `_updated` from the clock, the store's identity; 3: the push receiver's tables
 SCHEMA_VERSION = 3
+# The oldest code that runs on this schema: version 2's code would take it for version 1's.
+OLDEST_CODE = 3
 # How long a writer queues for SQLite's one write lock before it gives up with a 503. Far
 # above what a write takes: a batch of 10,000 orders, the largest MAX_BODY_BYTES admits,
 # takes about 1 s at a quarter of a core, so ten such batches queued one after another
@@ -132,8 +141,9 @@ class SqliteChangeStream(ChunkedReads):
             self._store._release(self._connection)  # rolls the read transaction back
 
 
-class SqliteReceiverTx:
-    """The receiver's view of a SQLite transaction (store/receiver.py)."""
+class SqliteTx:
+    """A SQLite write transaction as the receiver and the verification use it
+    (store/receiver.py, store/verify.py)."""
 
     ID_LIST = "SELECT value FROM json_each(?)"  # SQLite has no arrays: a JSON one
 
@@ -153,8 +163,31 @@ class SqliteReceiverTx:
     def upsert(self, orders: list[Order]) -> None:
         self.connection.executemany(UPSERT_SQL, map(_row, orders))
 
+    # The expected entity is built as next_entities builds it, with the change's own seq.
+    ORDER_DIFFS_SQL = """SELECT d.id, c.entity IS NULL
+            OR substr(c.entity, length(c.entity) - 15) = '"_deleted":true}'
+        FROM order_documents d LEFT JOIN changes c ON c.order_id = d.id
+        WHERE d.id > ? AND d.id <= ? AND (c.entity IS NULL OR c.entity <>
+            '{"_id":"' || d.id || '","_updated":' || c.seq || ',' || substr(d.document, 2))"""
 
-class SqliteStore(BatchedLoads, Receiver):
+    def record_live(self, order_ids: list[int]) -> None:
+        for order_id in order_ids:  # as the triggers record a change (schema_sqlite.sql)
+            self.connection.execute(NEXT_VALUE_SQL)
+            self.connection.execute("DELETE FROM changes WHERE order_id = ?", (order_id,))
+            self.connection.execute("INSERT INTO changes (seq, order_id, entity) SELECT seq, "
+                                    "order_id, entity FROM next_entities WHERE order_id = ?", (order_id,))
+
+    def record_tombstones(self, order_ids: list[int]) -> None:
+        for order_id in order_ids:
+            self.connection.execute(NEXT_VALUE_SQL)
+            self.connection.execute("DELETE FROM changes WHERE order_id = ?", (order_id,))
+            self.connection.execute(
+                """INSERT INTO changes (seq, order_id, entity) SELECT value, :id,
+                '{"_id":"' || :id || '","_updated":' || value || ',"_deleted":true}'
+                FROM change_counter""", {"id": order_id})
+
+
+class SqliteStore(BatchedLoads, Receiver, Verifier):
     def __init__(self, path: str):
         self.path = Path(path)
         self._idle: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
@@ -223,12 +256,17 @@ class SqliteStore(BatchedLoads, Receiver):
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise StoreUnavailable("the database's folder cannot be created") from error
-        schema = resources.files(__package__).joinpath("schema_sqlite.sql").read_text()
+        schema = _schema()
         connection = self._connect()
         try:
             with _translated_errors():
                 connection.execute("PRAGMA journal_mode = WAL")
-                upgrade = _schema_version(connection) == 1  # later ones only add tables
+                found, oldest_code = _schema_version(connection)
+                if newer_schema_allows(found, oldest_code, SCHEMA_VERSION):
+                    log.info("the database's schema is version %s, newer than this code's %s, "
+                             "which it allows: used as it is", found, SCHEMA_VERSION)
+                    return
+                upgrade = found == 1  # later ones only add tables
                 tables, triggers = schema.split("-- @triggers\n", 1)
                 connection.executescript("\n".join([
                     "BEGIN IMMEDIATE;",
@@ -236,8 +274,10 @@ class SqliteStore(BatchedLoads, Receiver):
                     tables,
                     V1_IN if upgrade else "",
                     triggers,
-                    "DELETE FROM schema_version;",
-                    f"INSERT INTO schema_version VALUES ({SCHEMA_VERSION});",
+                    # Made anew: before version 3 it had no oldest_code column.
+                    "DROP TABLE schema_version;",
+                    "CREATE TABLE schema_version (version INTEGER NOT NULL, oldest_code INTEGER);",
+                    f"INSERT INTO schema_version VALUES ({SCHEMA_VERSION}, {OLDEST_CODE});",
                     ("INSERT INTO store_identity (generation) SELECT "
                     f"'{new_uuid()}' WHERE NOT EXISTS (SELECT 1 FROM store_identity);"),
                     "COMMIT;"]))
@@ -246,6 +286,7 @@ class SqliteStore(BatchedLoads, Receiver):
                                    "refuse (written by another program?); nothing was changed") from error
         finally:
             connection.close()
+        self._check_copy_back()
 
     def load_if_empty(self, orders: Iterable[Order]) -> bool:
         with self._write() as connection:
@@ -313,14 +354,57 @@ class SqliteStore(BatchedLoads, Receiver):
         with self._write() as connection:
             connection.executemany(UPSERT_SQL, map(_row, batch))
 
-    def _receiving(self, work: Callable[[SqliteReceiverTx], T]) -> T:
+    def _receiving(self, work: Callable[[SqliteTx], T]) -> T:
         # SQLite's one write lock is the receiver's lock too.
         with self._write() as connection:
-            return work(SqliteReceiverTx(connection))
+            return work(SqliteTx(connection))
 
-    def _reading(self, work: Callable[[SqliteReceiverTx], T]) -> T:
+    def _reading(self, work: Callable[[SqliteTx], T]) -> T:
         with self._connection() as connection, _translated_errors():
-            return work(SqliteReceiverTx(connection))
+            return work(SqliteTx(connection))
+
+    _verifying = _receiving  # SQLite's one write lock is the writers' lock too
+    _verifying_read = _reading
+
+    def _assert_tracking(self, fix: bool = True) -> list[str]:
+        """A dropped trigger is created again (with all three, as the schema has them).
+        Say what was (or, not fixing, is) wrong."""
+        with self._connection() as connection, _translated_errors():
+            present = {row[0] for row in connection.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'orders'")}
+        missing = sorted(set(TRIGGERS) - present)
+        if not fix or not missing:
+            return [f"the trigger {name} was dropped" for name in missing]
+        triggers = _schema().split("-- @triggers\n", 1)[1]
+        with self._write() as connection:
+            for statement in _statements(triggers):
+                connection.execute(statement)
+        log.warning("change tracking put back: recreated the dropped triggers %s", ", ".join(missing))
+        return [f"the trigger {name} was dropped" for name in missing]
+
+    @property
+    def _delivered_file(self) -> Path:
+        """Beside the database: how far its feed was delivered, kept outside the file so
+        that a copy of the file put back in place shows itself (_check_copy_back)."""
+        return self.path.with_name(self.path.name + ".delivered")
+
+    def _check_copy_back(self) -> None:
+        """A database file whose changes end below what its feed already delivered is an
+        older copy put back in place: record a restore, as `python -m service restored`
+        would, past every offset a pipe may hold."""
+        try:
+            delivered = json.loads(self._delivered_file.read_text())
+        except (OSError, ValueError):
+            return
+        with self._connection() as connection, _translated_errors():
+            generation, highest = connection.execute(
+                "SELECT generation, (SELECT max(seq) FROM changes) FROM store_identity").fetchone()
+        if delivered.get("generation") == generation and (highest or 0) < delivered.get("max_updated", 0):
+            restore = self.record_restore(past=delivered["max_updated"])
+            log.warning("the database file is older than the feed it delivered (a copy put back in "
+                        "place): recorded as restored, so pipes past its offset reset",
+                        extra={"restore_uuid": restore.restore_uuid, "restore_offset": restore.restore_offset,
+                               "delivered": delivered["max_updated"]})
 
     def _note_delivered(self, max_updated: int) -> None:
         # One statement, its own transaction, after the pull's response is sent: it must
@@ -331,8 +415,15 @@ class SqliteStore(BatchedLoads, Receiver):
             try:
                 connection.execute("UPDATE feed_delivered SET max_updated = ? WHERE max_updated < ?",
                                    (max_updated, max_updated))
+                generation = connection.execute("SELECT generation FROM store_identity").fetchone()[0]
             finally:
                 connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        try:
+            temporary = self._delivered_file.with_suffix(".tmp")
+            temporary.write_text(json.dumps({"generation": generation, "max_updated": max_updated}))
+            temporary.replace(self._delivered_file)  # atomic: never half a file
+        except OSError as error:
+            raise StoreUnavailable("the file beside the database cannot be written") from error
 
     def close(self) -> None:
         """Close the idle connections (streams still open close theirs when they end)."""
@@ -343,10 +434,31 @@ class SqliteStore(BatchedLoads, Receiver):
                 return
 
 
-def _schema_version(connection: sqlite3.Connection) -> int | None:
-    exists = connection.execute("SELECT 1 FROM sqlite_master WHERE name = 'schema_version'").fetchone()
-    row = connection.execute("SELECT max(version) FROM schema_version").fetchone() if exists else None
-    return row[0] if row else None
+def _schema() -> str:
+    return resources.files(__package__).joinpath("schema_sqlite.sql").read_text()
+
+
+def _statements(script: str) -> list[str]:
+    """A script's statements, split where SQLite says each is complete (a trigger's body
+    holds semicolons of its own)."""
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    return [statement for statement in statements if statement.strip(" \n;")]
+
+
+def _schema_version(connection: sqlite3.Connection) -> tuple[int | None, int | None]:
+    """The schema's version and the oldest code it allows (None, None: no schema yet)."""
+    columns = [row[1] for row in connection.execute("PRAGMA table_info(schema_version)")]
+    if not columns:
+        return None, None
+    oldest = "oldest_code" if "oldest_code" in columns else "NULL"
+    row = connection.execute(f"SELECT version, {oldest} FROM schema_version "
+                             "ORDER BY version DESC LIMIT 1").fetchone()
+    return (row[0], row[1]) if row else (None, None)
 
 
 def _valid_utf8(text: bytes) -> bytes:

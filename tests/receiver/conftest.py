@@ -6,6 +6,7 @@ import json
 import pytest
 
 from tests.sesam_emulator import Pipe, PipeConfig, Reply, with_params
+from tests.support.apps import client_transport
 from tests.sesam_emulator.sink import Sink, SinkConfig
 
 RECEIVER = "/api/receivers/orders/entities"
@@ -16,16 +17,6 @@ def client_poster(client):
         response = client.post(with_params(path, params), data=body, content_type="application/json")
         return Reply(response.status_code, response.mimetype, response.data)
     return post
-
-
-def client_transport(client):
-    def get(path: str, params: dict) -> Reply:
-        response = client.get(with_params(path, params))
-        body = response.data
-        headers = {name.lower(): value for name, value in response.headers.items()}
-        response.close()  # runs the close callbacks, as a WSGI server does
-        return Reply(response.status_code, response.mimetype, body, headers)
-    return get
 
 
 def push(client, entities, **params):

@@ -48,7 +48,9 @@ def start_gunicorn(database_url: str, log_dir: Path, app: str | None = None,
     port = free_port()
     environment = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port),
                    "DATABASE_URL": database_url, "WEB_CONCURRENCY": "2", "THREADS": "4",
-                   "LOG_LEVEL": "INFO", "GRACEFUL_TIMEOUT": "20", **env}
+                   "LOG_LEVEL": "INFO", "GRACEFUL_TIMEOUT": "20",
+                   # The feed's periodic verification only where a test asks for it.
+                   "VERIFY_INTERVAL_S": "0", **env}
     log_path = log_dir / f"gunicorn-{port}.log"
     command = [*(prefix or []), sys.executable, "-m", "gunicorn", "-c", "service/gunicorn.conf.py"]
     if app:

@@ -142,7 +142,7 @@ def test_unknown_routes_and_methods_answer_json(client):
 
 def test_health(client):
     response = client.get("/health")
-    assert response.status_code == 200 and response.get_json() == {"status": "ok", "receiver": {}}
+    assert response.status_code == 200 and response.get_json() == {"status": "ok", "receiver": {}, "verification": None}
 
 
 class BrokenStore:

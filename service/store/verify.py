@@ -1,0 +1,173 @@
+"""The feed proves itself against the table: `python -m service verify`, and the service's
+own run every VERIFY_INTERVAL_S seconds (store/README.md, "The feed verifies itself").
+
+The feed is exactly as true as its triggers, and some writes go around them (a trigger
+disabled or dropped, a replica session, a restore). A verification first puts the change
+tracking back (each backend's `_assert_tracking`), so every write from then on is
+recorded, then compares the orders table with the feed's live entities in chunks of ids:
+- missing: an order with no change, or a tombstone, in the feed;
+- stale: an order whose live entity says something else;
+- orphaned: a live entity whose order the table no longer holds.
+Each difference is repaired by recording a fresh change (the order's entity, or a
+tombstone) with a new `_updated`, so a pipe receives it on its next incremental run.
+Each chunk is compared and repaired in one transaction that holds the lock writers take
+to record their changes: a write during verification is neither lost nor reported.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from typing import Any, Protocol, TypeVar
+
+log = logging.getLogger("service")
+T = TypeVar("T")
+CHUNK_IDS = 10_000
+EXAMPLES = 5  # ids named per kind of difference, in the log and /health
+TOMBSTONE_END = '"_deleted":true}'
+
+NEXT_ORDERS_BOUND = ("SELECT max(id) FROM (SELECT id FROM orders WHERE id > ? "
+                     "ORDER BY id LIMIT ?) AS chunk")
+NEXT_CHANGES_BOUND = ("SELECT max(order_id) FROM (SELECT order_id FROM changes WHERE order_id > ? "
+                      "ORDER BY order_id LIMIT ?) AS chunk")
+ORPHANS_SQL = f"""SELECT c.order_id FROM changes c WHERE c.order_id > ? AND c.order_id <= ?
+    AND substr(c.entity, length(c.entity) - 15) <> '{TOMBSTONE_END}'
+    AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.id = c.order_id)"""
+
+
+class VerifyTx(Protocol):
+    """One transaction holding the writers' change lock; `?` placeholders."""
+
+    # The orders in (?, ?] whose live entity is not what the table says, each with
+    # whether the feed lacks it altogether (no change, or a tombstone).
+    ORDER_DIFFS_SQL: str
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        ...
+
+    def record_live(self, order_ids: list[int]) -> None:
+        """Record a fresh change with each order's entity as the table holds it."""
+
+    def record_tombstones(self, order_ids: list[int]) -> None:
+        """Record a fresh tombstone for each order id."""
+
+
+@dataclass
+class Verification:
+    """What a verification found (and, unless a dry run, repaired)."""
+    orders: int = 0
+    missing: int = 0
+    stale: int = 0
+    orphaned: int = 0
+    examples: dict[str, list[int]] = field(default_factory=dict)
+    tracking: list[str] = field(default_factory=list)  # what was wrong with it (put back first)
+    repaired: bool = False
+    started: float = 0.0
+    seconds: float = 0.0
+
+    @property
+    def differences(self) -> int:
+        return self.missing + self.stale + self.orphaned
+
+    def add(self, kind: str, order_ids: list[int]) -> None:
+        setattr(self, kind, getattr(self, kind) + len(order_ids))
+        shown = self.examples.setdefault(kind, [])
+        shown.extend(order_ids[:EXAMPLES - len(shown)])
+
+    def summary(self) -> dict[str, Any]:
+        summary = asdict(self)
+        summary["started"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started))
+        summary["seconds"] = round(self.seconds, 3)
+        return summary
+
+
+class Verifier:
+    """The verification, on top of a backend's locked transactions."""
+
+    def _verifying(self, work: Callable[[VerifyTx], T]) -> T:
+        """Run `work` in one transaction that holds the lock writers of changes take."""
+        raise NotImplementedError
+
+    def _assert_tracking(self, fix: bool = True) -> list[str]:
+        """Put the change tracking back where it is not as the schema made it (triggers
+        dropped, disabled, or not firing in every replication role); say what was wrong."""
+        raise NotImplementedError
+
+    def verify(self, repair: bool = True, chunk: int = CHUNK_IDS) -> Verification:
+        """Compare the table with the feed; put the tracking back and repair every
+        difference, unless `repair` is false (a dry run only reports)."""
+        result = Verification(repaired=repair, started=time.time())
+        result.tracking = self._assert_tracking(fix=repair)
+        started = time.perf_counter()
+        for bound_sql, compare in ((NEXT_ORDERS_BOUND, _compare_orders),
+                                   (NEXT_CHANGES_BOUND, _compare_orphans)):
+            low: int | None = 0
+            while low is not None:
+                low = self._verifying(partial(_chunk, bound_sql, compare, low, chunk, result, repair))
+        result.seconds = time.perf_counter() - started
+        return result
+
+    def verify_if_due(self, interval_s: int) -> Verification | None:
+        """The periodic run: claim the run if none started within `interval_s` (across
+        every worker and instance on this database), verify, record what was found."""
+        now_us = int(time.time() * 1_000_000)
+        claimed = self._verifying(lambda tx: tx.rows(
+            "UPDATE verifications SET started_us = ? WHERE started_us <= ? RETURNING 1",
+            (now_us, now_us - interval_s * 1_000_000)))
+        if not claimed:
+            return None
+        result = self.verify()
+        text = json.dumps(result.summary())
+        self._verifying(lambda tx: tx.rows("UPDATE verifications SET result = ? RETURNING 1", (text,)))
+        report(result)
+        return result
+
+    def verification_status(self) -> dict[str, Any] | None:
+        """What the last periodic verification found, for /health."""
+        rows = self._verifying_read(lambda tx: tx.rows("SELECT result FROM verifications"))
+        return json.loads(rows[0][0]) if rows and rows[0][0] else None
+
+    def _verifying_read(self, work: Callable[[VerifyTx], T]) -> T:
+        raise NotImplementedError
+
+
+def report(result: Verification) -> None:
+    """One log line: WARNING with counts and example ids when the feed was not true."""
+    if result.differences or result.tracking:
+        log.warning("verification: the feed differed from the orders table"
+                    + (" (repaired)" if result.repaired else " (dry run: not repaired)"),
+                    extra={"verification": result.summary()})
+    else:
+        log.info("verification: the feed agrees with the orders table",
+                 extra={"orders": result.orders, "seconds": round(result.seconds, 3)})
+
+
+def _chunk(bound_sql: str, compare: Callable[[VerifyTx, int, int, Verification, bool], None],
+           low: int, size: int, result: Verification, repair: bool, tx: VerifyTx) -> int | None:
+    """Compare (and repair) the next chunk of ids after `low`; return its last id, None
+    when there are no more."""
+    high = tx.rows(bound_sql, (low, size))[0][0]
+    if high is not None:
+        compare(tx, low, high, result, repair)
+    return high
+
+
+def _compare_orders(tx: VerifyTx, low: int, high: int, result: Verification, repair: bool) -> None:
+    diffs = tx.rows(tx.ORDER_DIFFS_SQL, (low, high))
+    result.orders += tx.rows("SELECT count(*) FROM orders WHERE id > ? AND id <= ?", (low, high))[0][0]
+    missing = [order_id for order_id, lacking in diffs if lacking]
+    stale = [order_id for order_id, lacking in diffs if not lacking]
+    result.add("missing", missing)
+    result.add("stale", stale)
+    if repair and diffs:
+        tx.record_live(sorted(missing + stale))
+
+
+def _compare_orphans(tx: VerifyTx, low: int, high: int, result: Verification, repair: bool) -> None:
+    orphans = [row[0] for row in tx.rows(ORPHANS_SQL, (low, high))]
+    result.add("orphaned", orphans)
+    if repair and orphans:
+        tx.record_tombstones(orphans)

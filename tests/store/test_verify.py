@@ -1,0 +1,163 @@
+"""The feed proves itself against the table (store/verify.py): writes that go around the
+triggers are found and repaired, and a pipe following the feed ends with the table."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from service.store import Order
+from tests.sesam_emulator import Pipe, PipeConfig
+from tests.support.apps import client_transport
+from tests.support.databases import live_orders, plain_sql
+from tests.support.servers import ROOT
+
+
+def load(store, ids) -> None:
+    store.bulk_load(Order(i, f"user{i}", "Thinkpad", "12.10") for i in ids)
+
+
+def followed(pipe: Pipe) -> dict[str, tuple]:
+    """What the pipe holds, in live_orders' shape."""
+    pipe.run()
+    return {key: (e["Username"], e["Orders"], float(e["TotalSum"])) for key, e in pipe.state.live().items()}
+
+
+@pytest.fixture
+def pipe(client):
+    return Pipe(client_transport(client), PipeConfig(page_size=1000))
+
+
+def test_a_store_whose_feed_is_true_verifies_clean(store):
+    load(store, range(1, 2501))
+    result = store.verify()
+    assert (result.orders, result.differences, result.tracking) == (2500, 0, [])
+
+
+def test_writes_around_the_disabled_triggers_are_found_and_repaired(store, database_url, backend, pipe):
+    load(store, range(1, 101))
+    pipe.run()
+    with plain_sql(database_url) as connection:
+        if backend == "postgresql":
+            connection.execute("ALTER TABLE orders DISABLE TRIGGER ALL")
+        else:  # SQLite cannot disable a trigger: it is dropped, and created again
+            connection.execute("DROP TRIGGER orders_track_update")
+            connection.execute("DROP TRIGGER orders_track_delete")
+            connection.execute("DROP TRIGGER orders_track_insert")
+        connection.execute("UPDATE orders SET username = 'changed' WHERE id <= 3")
+        connection.execute("DELETE FROM orders WHERE id BETWEEN 10 AND 14")
+        connection.execute("INSERT INTO orders VALUES (500, 'new', 'Pixel', '1')")
+        if backend == "postgresql":
+            connection.execute("ALTER TABLE orders ENABLE TRIGGER ALL")
+        else:
+            schema = (ROOT / "service" / "store" / "schema_sqlite.sql").read_text()
+            connection.executescript(schema.split("-- @triggers\n", 1)[1])
+    assert followed(pipe) != live_orders(database_url)  # the feed lies
+    dry = store.verify(repair=False)
+    assert (dry.missing, dry.stale, dry.orphaned) == (1, 3, 5)
+    assert dry.examples == {"missing": [500], "stale": [1, 2, 3], "orphaned": [10, 11, 12, 13, 14]}
+    result = store.verify()
+    assert (result.missing, result.stale, result.orphaned) == (1, 3, 5) and result.repaired
+    if backend == "postgresql":  # ENABLE TRIGGER set them back to the origin role only
+        assert any("origin role" in problem for problem in result.tracking)
+    assert store.verify().differences == 0
+    assert followed(pipe) == live_orders(database_url)  # incrementally: the repair's changes
+
+
+def test_writes_of_a_replica_session_are_tracked(store, database_url, backend, pipe):
+    if backend != "postgresql":
+        pytest.skip("session_replication_role is PostgreSQL's")
+    load(store, range(1, 11))
+    pipe.run()
+    with plain_sql(database_url) as connection:
+        connection.execute("ALTER TABLE orders DISABLE TRIGGER ALL")
+        connection.execute("ALTER TABLE orders ENABLE TRIGGER ALL")  # back to the origin role
+    assert store.verify().tracking  # put back: every trigger fires ALWAYS again
+    with plain_sql(database_url) as connection:
+        connection.execute("SET session_replication_role = replica")
+        connection.execute("INSERT INTO orders VALUES (20, 'replica', 'Pixel', '2')")
+        connection.execute("UPDATE orders SET orders = 'replicated' WHERE id = 1")
+        connection.execute("DELETE FROM orders WHERE id = 2")
+    assert store.verify(repair=False).differences == 0  # the triggers recorded all of it
+    assert followed(pipe) == live_orders(database_url)
+
+
+def test_truncate_leaves_a_tombstone_for_every_order(store, database_url, backend, pipe):
+    if backend != "postgresql":
+        pytest.skip("SQLite has no TRUNCATE (its DELETE without WHERE fires the triggers)")
+    load(store, range(1, 3001))
+    assert len(followed(pipe)) == 3000
+    with plain_sql(database_url) as connection:
+        connection.execute("TRUNCATE orders")
+    assert followed(pipe) == {} == live_orders(database_url)
+    assert store.verify(repair=False).differences == 0
+
+
+def test_the_service_puts_the_tracking_back_when_it_starts(store, database_url, backend):
+    if backend != "postgresql":
+        pytest.skip("SQLite's migration creates its triggers at every start")
+    with plain_sql(database_url) as connection:
+        connection.execute("ALTER TABLE orders DISABLE TRIGGER orders_track_insert")
+        connection.execute("ALTER SEQUENCE change_seq CACHE 20")
+    store.migrate()  # what every start runs
+    with plain_sql(database_url) as connection:
+        states = connection.execute("SELECT DISTINCT tgenabled FROM pg_trigger WHERE "
+                                    "tgrelid = 'orders'::regclass AND NOT tgisinternal").fetchall()
+        assert states == [("A",)]
+        assert connection.execute("SELECT seqcache FROM pg_sequence WHERE "
+                                  "seqrelid = 'change_seq'::regclass").fetchone() == (1,)
+
+
+def test_a_write_during_verification_is_neither_lost_nor_reported(store, database_url, pipe):
+    load(store, range(1, 30_001))
+    pipe.run()
+    original = store._verifying
+    writes = []
+
+    def verifying_with_a_write_between_chunks(work):
+        if len(writes) < 3:  # another program writes between the chunks
+            order_id = 5000 * (len(writes) + 1)
+            with plain_sql(database_url) as connection:
+                connection.execute("UPDATE orders SET username = 'during' WHERE id = ?", (order_id,))
+            writes.append(order_id)
+        return original(work)
+    store._verifying = verifying_with_a_write_between_chunks
+    result = store.verify(chunk=7000)
+    store._verifying = original
+    assert result.differences == 0 and writes == [5000, 10000, 15000]
+    assert followed(pipe) == live_orders(database_url)
+
+
+def test_verify_on_the_command_line_exits_by_what_it_found(store, database_url):
+    load(store, range(1, 11))
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "service", "verify", *args], cwd=ROOT,
+                              capture_output=True, text=True, check=False, timeout=60,
+                              env={"DATABASE_URL": database_url, "PATH": "/usr/bin:/bin"})
+    assert run().returncode == 0
+    with plain_sql(database_url) as connection:
+        connection.execute("DELETE FROM changes WHERE order_id = 4")
+    dry = run("--dry-run")
+    assert dry.returncode == 1 and "1 missing" in dry.stdout and "dry run" in dry.stdout
+    fixed = run()
+    assert fixed.returncode == 1 and "repaired" in fixed.stdout and "orders 4" in fixed.stdout
+    assert run().returncode == 0
+    broken = subprocess.run([sys.executable, "-m", "service", "verify"], cwd=ROOT, capture_output=True,
+                            text=True, check=False, timeout=60,
+                            env={"DATABASE_URL": "mysql://nope", "PATH": "/usr/bin:/bin"})
+    assert broken.returncode == 2 and "could not run" in broken.stderr
+
+
+def test_the_periodic_run_repairs_and_health_tells_it(make_app, database_url):
+    app = make_app(VERIFY_INTERVAL_S="60")
+    store, client = app.extensions["store"], app.test_client()
+    load(store, [1, 2])
+    with plain_sql(database_url) as connection:
+        connection.execute("DELETE FROM changes WHERE order_id = 2")
+    result = store.verify_if_due(60)
+    assert result is not None and result.missing == 1
+    assert store.verify_if_due(60) is None  # one run per interval, across every worker
+    verification = json.loads(client.get("/health").data)["verification"]
+    assert verification["missing"] == 1 and verification["examples"] == {"missing": [2], "stale": [], "orphaned": []}
