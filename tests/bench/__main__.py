@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from service.store import open_store
-from tests.bench import push
+from tests.bench import push, verify
 from tests.bench.push import settle_postgres
 from tests.support import cgroup
 from tests.support.seeded_orders import orders
@@ -62,10 +62,12 @@ class Contender:
     results: dict = field(default_factory=dict)
 
 
-# Targets at 1,000,000 orders on the 2-core machine (issue 14): peak PSS during a full sync,
-# small pulls against the floor, and the server's CPU seconds per million entities.
-TARGETS = {"sqlite": {"pss_mb": 64, "small_vs_floor": 0.9, "cpu_per_million": 0.4},
-           "postgresql": {"pss_mb": 80, "small_vs_floor": 0.7, "cpu_per_million": 0.6}}
+# Targets at 1,000,000 orders on the 2-core machine (issue 14): peak PSS during a full sync
+# and the server's CPU seconds per million entities. Small pulls against the floor are a
+# regression guard, no longer a target (Flask, the log line and gthread take that budget):
+# the ratios accepted on 2026-12-02 (0.63x, 0.33x) less 15%.
+TARGETS = {"sqlite": {"pss_mb": 64, "small_guard": 0.53, "cpu_per_million": 0.4},
+           "postgresql": {"pss_mb": 80, "small_guard": 0.28, "cpu_per_million": 0.6}}
 TARGET_ORDERS = 1_000_000
 
 
@@ -440,14 +442,14 @@ def verdict(results: list[dict]) -> str:
                                              else f" (the targets are set at {TARGET_ORDERS:,})")
         checks = [("peak PSS during a full sync", f"{full['peak_pss_mb']:.0f} MB",
                    full["peak_pss_mb"] <= target["pss_mb"], f"<= {target['pss_mb']} MB"),
-                  ("small pulls against the floor", f"{small:.3f}x" if small else "n/a",
-                   small is not None and small >= target["small_vs_floor"],
-                   f">= {target['small_vs_floor']}x"),
                   ("full-sync CPU", f"{full['cpu_s_per_million']:.2f} CPU-s per M entities",
                    full["cpu_s_per_million"] <= target["cpu_per_million"],
                    f"<= {target['cpu_per_million']}")]
+        guard = small is not None and small >= target["small_guard"]
         lines.append(f"- **{backend}**, {size}: " + "; ".join(
-            f"{what} {value} ({'met' if met else 'NOT met'}: {goal})" for what, value, met, goal in checks))
+            f"{what} {value} ({'met' if met else 'NOT met'}: {goal})" for what, value, met, goal in checks)
+            + f"; small pulls against the floor {f'{small:.3f}x' if small else 'n/a'} (regression "
+              f"guard, not a target: {'held' if guard else 'REGRESSED'}, >= {target['small_guard']}x)")
     return "\n".join(lines)
 
 
@@ -525,10 +527,14 @@ def main(argv: list[str] | None = None) -> int:
               "command": "python -m tests.bench " + " ".join(argv if argv is not None else sys.argv[1:]),
               "results": results, "push": pushes}
     text = table(results)
+    verifies = [run["verify"] for run in pushes if "verify" in run]
     if pushes:
         text += ("\n\nThe push receiver: a full sync from Sesam, batches of 100, one serial client "
                  "(tests/bench/push.py)\n\n" + push.table(pushes))
-    judged = "\n".join(filter(None, [verdict(results), push.verdict(pushes)]))
+    if verifies:
+        text += ("\n\nThe feed's verification: the service's and the database's CPU "
+                 "(tests/bench/verify.py)\n\n" + verify.table(verifies))
+    judged = "\n".join(filter(None, [verdict(results), push.verdict(pushes), verify.verdict(verifies)]))
     if judged:
         text += f"\n\nTargets (on the 2-core machine, judged on this run):\n\n{judged}"
     print(f"\n{report['machine']}\n{report['when']}: {report['command']}\n\n{text}")

@@ -22,6 +22,7 @@ import uuid
 from pathlib import Path
 
 from service.store import open_store
+from tests.bench.verify import bench_verify
 from tests.support import cgroup
 from tests.support.databases import fresh_database
 from tests.support.memory import MemorySampler, cpu_seconds, process_tree
@@ -155,6 +156,7 @@ def bench_push(count: int, backend: str, folder: Path, seed: int, sesam_limits: 
             if limits:
                 oom_kills = limits.oom_kills()
                 limits.remove()
+        verified = None if sesam_limits else bench_verify(url, backend, count)
     sent = count - left_out
     result = {"backend": backend, "orders": count, "sesam_limits": sesam_limits,
               "entities_per_s": sent / seconds, "seconds": seconds, "requests": len(batches),
@@ -164,9 +166,11 @@ def bench_push(count: int, backend: str, folder: Path, seed: int, sesam_limits: 
               "incremental_max_s": max(pulls.seconds) if pulls.seconds else None}
     if limits:
         result.update(cgroup_anonymous_peak_mb=sampler.cgroup_anonymous_mb, oom_kills=oom_kills)
+    if verified:
+        result["verify"] = verified  # the same store, after the sync: tests/bench/verify.py
     if answer.get("swept") != left_out:
         result["failed"] = f"the sweep deleted {answer.get('swept')} orders, not {left_out}"
-    print(f"   {json.dumps(result)}", flush=True)
+    print(f"   {json.dumps({k: v for k, v in result.items() if k != 'verify'})}", flush=True)
     return result
 
 
@@ -196,7 +200,7 @@ def verdict(results: list[dict]) -> str:
             peak = r.get("cgroup_anonymous_peak_mb") or 0
             met = peak <= LIMIT_PEAK_MB and not r.get("oom_kills") \
                 and (r["incremental_max_s"] or 0) < INCREMENTAL_SECONDS
-            lines.append(f"- push, {where}: peak {peak:.0f} MB (<= {LIMIT_PEAK_MB}), "
+            lines.append(f"- push, {where}: peak {peak:.1f} MB (<= {LIMIT_PEAK_MB}), "
                          f"{r.get('oom_kills', 0)} OOM kills, incremental pulls at most "
                          f"{r['incremental_max_s']:.2f} s (< {INCREMENTAL_SECONDS:g}): "
                          f"{'met' if met else 'NOT met'}")
