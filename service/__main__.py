@@ -93,7 +93,7 @@ def _prepare() -> int:
     """What the service does once per start (gunicorn.conf.py runs it before the workers):
     exit 0 when the store is ready, EX_TEMPFAIL while the database is unavailable."""
     from .logs import setup_logging
-    from .store.prepare import prepare_store
+    from .prepare import prepare_store
     try:
         settings = load_settings()
     except ConfigError as error:

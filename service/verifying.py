@@ -25,7 +25,7 @@ def start_periodic_verification(store: Store, interval_s: int) -> threading.Thre
 
 
 def _run(store: Store, interval_s: int) -> None:
-    wait = FIRST_CHECK_S * random.uniform(1, 2)  # workers and instances apart
+    wait = min(FIRST_CHECK_S, interval_s) * random.uniform(1, 2)  # workers and instances apart
     unavailable = False
     while True:
         time.sleep(wait)

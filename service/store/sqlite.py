@@ -73,19 +73,27 @@ ON CONFLICT (id) DO UPDATE SET username = excluded.username, orders = excluded.o
 total_sum = excluded.total_sum"""
 
 
+# SQLite's primary result codes (sqlite.org/rescode.html), what each tells a client.
+_REASONS = {sqlite3.SQLITE_READONLY: "the database is read-only",
+            sqlite3.SQLITE_FULL: "the disk holding the database is full",
+            sqlite3.SQLITE_BUSY: "the database is busy; retry",
+            sqlite3.SQLITE_LOCKED: "the database is busy; retry",
+            sqlite3.SQLITE_CANTOPEN: "the database file cannot be opened",
+            sqlite3.SQLITE_IOERR: "the database had an I/O error"}
+COUNTER_CHECK = "the change counter has reached 2**53"  # the CHECK's name (schema_sqlite.sql)
+
+
 def _unavailable(error: sqlite3.Error) -> StoreUnavailable:
-    """Translate a SQLite error into a message fit for a client (no SQL, no paths)."""
-    text = str(error).lower()
-    for needle, reason in (("change counter", "the change counter has reached 2**53"),
-                           ("readonly", "the database is read-only"),
-                           ("full", "the disk holding the database is full"),
-                           ("locked", "the database is busy; retry"),
-                           ("busy", "the database is busy; retry"),
-                           ("unable to open", "the database file cannot be opened"),
-                           ("no such table", "the database has no schema; run the migration"),
-                           ("i/o", "the database had an I/O error")):
-        if needle in text:
-            return StoreUnavailable(reason)
+    """Translate a SQLite error into a message fit for a client (no SQL, no paths), by its
+    result code. Two cases have no code of their own: our named CHECK on the counter (a
+    SQLITE_CONSTRAINT_CHECK, told apart by its name) and a missing table (SQLITE_ERROR)."""
+    code = getattr(error, "sqlite_errorcode", None)
+    if COUNTER_CHECK in str(error):
+        return StoreUnavailable(COUNTER_CHECK)
+    if code is not None and code & 0xFF in _REASONS:  # the primary code of an extended one
+        return StoreUnavailable(_REASONS[code & 0xFF])
+    if code == sqlite3.SQLITE_ERROR and str(error).startswith("no such table"):
+        return StoreUnavailable("the database has no schema; run the migration")
     return StoreUnavailable("the database failed")
 
 
@@ -94,7 +102,7 @@ def _translated_errors() -> Iterator[None]:
     try:
         yield
     except sqlite3.IntegrityError as error:
-        if "change counter" in str(error):
+        if COUNTER_CHECK in str(error):
             raise _unavailable(error) from error
         raise StoreRejected("the database rejected the order (a constraint failed)") from error
     except sqlite3.Error as error:

@@ -161,3 +161,30 @@ def test_the_periodic_run_repairs_and_health_tells_it(make_app, database_url):
     assert store.verify_if_due(60) is None  # one run per interval, across every worker
     verification = json.loads(client.get("/health").data)["verification"]
     assert verification["missing"] == 1 and verification["examples"] == {"missing": [2], "stale": [], "orphaned": []}
+
+
+@pytest.mark.slow
+def test_the_service_repairs_the_feed_by_itself(database_url, tmp_path):
+    """VERIFY_INTERVAL_S in the workers of a running service: a change deleted behind the
+    service's back is back in the feed, and /health says what was found."""
+    import time
+    import urllib.request
+
+    from tests.support.databases import load_into
+    from tests.support.servers import start_gunicorn
+    load_into(database_url, (Order(i, f"user{i}", "Thinkpad", "1") for i in range(1, 6)))
+    with plain_sql(database_url) as connection:
+        connection.execute("DELETE FROM changes WHERE order_id = 3")
+    server = start_gunicorn(database_url, tmp_path, VERIFY_INTERVAL_S="1")
+    try:
+        deadline, found = time.monotonic() + 30, None
+        while time.monotonic() < deadline and not found:
+            with urllib.request.urlopen(f"{server.url}/health", timeout=5) as response:
+                found = json.loads(response.read())["verification"]
+            time.sleep(0.2)
+        assert found and found["missing"] == 1 and found["examples"]["missing"] == [3]
+        with urllib.request.urlopen(f"{server.url}/api/orders", timeout=5) as response:
+            assert sorted(e["_id"] for e in json.loads(response.read())) == ["1", "2", "3", "4", "5"]
+    finally:
+        server.stop()
+    assert '"message":"verification: the feed differed from the orders table (repaired)"' in server.log()

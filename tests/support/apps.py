@@ -6,7 +6,7 @@ from flask import Flask
 from service.app import create_app
 from service.config import Settings, load_settings
 from service.store import open_store
-from service.store.prepare import prepare_store
+from service.prepare import prepare_store
 
 
 def prepared_app(settings: Settings | dict[str, str]) -> Flask:

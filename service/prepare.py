@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import logging
 
-from ..config import Settings
-from ..samples import SAMPLE_ORDERS
-from .base import Store, StoreUnavailable
+from .config import Settings
+from .samples import SAMPLE_ORDERS
+from .store import Store, StoreUnavailable
 
 log = logging.getLogger("service")
 
