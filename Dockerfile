@@ -40,4 +40,4 @@ EXPOSE 5000
 HEALTHCHECK --interval=5s --timeout=4s --start-period=10s --retries=3 \
   CMD ["python", "-m", "service.healthcheck"]
 # Exec form: gunicorn is PID 1 and gets SIGTERM itself, so running streams finish.
-CMD ["gunicorn", "-c", "service/gunicorn.conf.py"]
+CMD ["python", "-m", "service", "serve"]

@@ -1,10 +1,12 @@
-"""Administrative commands: python -m service migrate | load-samples | prepare | restored | verify"""
+"""python -m service serve: the service (what the image runs); administrative commands:
+migrate | load-samples | prepare | restored | verify"""
 from __future__ import annotations
 
 import argparse
 import logging
 import os
 import sys
+from pathlib import Path
 
 from .config import ConfigError, load_settings, redact_url
 from .samples import SAMPLE_ORDERS
@@ -15,8 +17,10 @@ from .store.base import MAX_UPDATED
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m service", description=__doc__)
-    parser.add_argument("command", choices=("migrate", "load-samples", "prepare", "restored", "verify"),
-                        help="migrate: create or upgrade the schema and its change tracking; "
+    parser.add_argument("command", choices=("serve", "migrate", "load-samples", "prepare", "restored",
+                                            "verify"),
+                        help="serve: check every setting, then run the service under gunicorn; "
+                             "migrate: create or upgrade the schema and its change tracking; "
                              "load-samples: load the sample orders into a store that never held any; "
                              "prepare: what the service does at start (MIGRATE_ON_START, "
                              "LOAD_SAMPLE_ORDERS), logged as JSON; "
@@ -29,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true",
                         help="verify: report the differences, change nothing")
     args = parser.parse_args(argv)
+    if args.command == "serve":
+        return _serve()
     if args.command == "prepare":
         return _prepare()
     if args.command == "verify":
@@ -62,6 +68,20 @@ def _offset(text: str) -> int:
     if not text.isascii() or not text.isdigit() or int(text) >= MAX_UPDATED:
         raise argparse.ArgumentTypeError(f"must be a whole number below {MAX_UPDATED}")
     return int(text)
+
+
+def _serve() -> int:
+    """Check every setting first, in one line each, then become gunicorn (exec: its
+    master gets the signals, as PID 1 in a container). gunicorn reads WEB_CONCURRENCY
+    itself as it is imported, so a bad value is caught here, before it can fail there."""
+    try:
+        load_settings()
+    except ConfigError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return os.EX_CONFIG
+    config = Path(__file__).with_name("gunicorn.conf.py")
+    os.execv(sys.executable, [sys.executable, "-m", "gunicorn", "-c", str(config)])
+    return 0  # pragma: no cover - execv does not return
 
 
 def _verify(dry_run: bool) -> int:
@@ -102,7 +122,11 @@ def _prepare() -> int:
     setup_logging(settings.log_level)
     store = open_store(settings.database_url)
     try:
-        ready = prepare_store(store, settings)
+        attempt = int(os.environ.get("PREPARE_ATTEMPT", "0") or 0)  # set by gunicorn.conf.py
+        quiet = attempt % 6 != 0
+        if quiet:  # its pool would say the same thing again
+            logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
+        ready = prepare_store(store, settings, quiet=quiet)
     except SchemaTooNew as error:
         logging.getLogger("service").critical("the service cannot run on this database: %s", error)
         return os.EX_CONFIG  # sysexits.h: not to be retried; gunicorn.conf.py stops

@@ -44,7 +44,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         app.before_request(_require_basic_auth)
     app.register_error_handler(Exception, _error_response)
     app.wsgi_app = AccessLog(ReleaseAfterLargeBodies(app.wsgi_app))  # type: ignore[method-assign]
-    log.info("service ready", extra={"database": redact_url(settings.database_url),
+    log.info("service started (whether its store answers: /health)",
+             extra={"database": redact_url(settings.database_url),
                                      "auth": settings.auth_enabled})
     return app
 

@@ -6,6 +6,8 @@ process with one clear message instead of failing later in the middle of a reque
 from __future__ import annotations
 
 import os
+import re
+import urllib.parse
 from dataclasses import dataclass, fields
 from collections.abc import Mapping
 
@@ -99,9 +101,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     level = env["LOG_LEVEL"].strip().upper()
     if level not in LOG_LEVELS:
         raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {env['LOG_LEVEL']!r}")
-    url = env["DATABASE_URL"].strip()
-    if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
-        raise ConfigError("DATABASE_URL must start with sqlite:/// or postgresql://")
+    url = _database_url(env["DATABASE_URL"].strip())
     return Settings(
         host=env["HOST"].strip() or DEFAULTS["HOST"],
         port=_int(env, "PORT", 1, 65535),
@@ -122,12 +122,52 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 
 
 def redact_url(url: str) -> str:
-    """Hide the password in a database URL, for logs."""
+    """Hide the passwords in a database URL, for logs: the one before the host, and a
+    `password` (or `sslpassword`) in the query."""
     scheme, sep, rest = url.partition("://")
     creds, at, host = rest.rpartition("@")
-    if not sep or not at or ":" not in creds:
+    if sep and at and ":" in creds:
+        url = f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
+    return _QUERY_PASSWORD.sub(r"\1***", url)
+
+
+# libpq's connection parameters (PostgreSQL 17's list): a URL naming any other is a mistake.
+LIBPQ_PARAMETERS = frozenset({
+    "host", "hostaddr", "port", "dbname", "user", "password", "passfile", "require_auth",
+    "channel_binding", "connect_timeout", "client_encoding", "options", "application_name",
+    "fallback_application_name", "keepalives", "keepalives_idle", "keepalives_interval",
+    "keepalives_count", "tcp_user_timeout", "replication", "gssencmode", "sslmode",
+    "requiressl", "sslnegotiation", "sslcompression", "sslcert", "sslkey", "sslkeylogfile",
+    "sslpassword", "sslcertmode", "sslrootcert", "sslcrl", "sslcrldir", "sslsni", "requirepeer",
+    "ssl_min_protocol_version", "ssl_max_protocol_version", "min_protocol_version",
+    "max_protocol_version", "krbsrvname", "gsslib", "gssdelegation", "service",
+    "target_session_attrs", "load_balance_hosts"})
+_QUERY_PASSWORD = re.compile(r"([?&](?:ssl)?password=)[^&]*")
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def _database_url(url: str) -> str:
+    """A URL the store can open; the message never repeats the URL (it holds a password)."""
+    if url.startswith("sqlite:///"):
         return url
-    return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError("DATABASE_URL must start with sqlite:/// or postgresql://")
+    if _BAD_ESCAPE.search(url):
+        raise ConfigError("DATABASE_URL has a '%' that is not an escape like %40: write a % in "
+                          "the user name or password as %25")
+    try:
+        split = urllib.parse.urlsplit(url)
+        split.port  # noqa: B018 - raises on a port that is not a number
+        names = [name for name, _ in urllib.parse.parse_qsl(split.query, keep_blank_values=True,
+                                                             strict_parsing=bool(split.query))]
+    except ValueError:
+        raise ConfigError("DATABASE_URL is not a valid URL (postgresql://user:password@host:5432/"
+                          "dbname, with a % in it written as %25)") from None
+    unknown = sorted(set(names) - LIBPQ_PARAMETERS)
+    if unknown:
+        raise ConfigError(f"DATABASE_URL names an unknown connection parameter {unknown[0]!r} "
+                          "(PostgreSQL's libpq takes sslmode, connect_timeout, options, ...)")
+    return url
 
 
 def _int(env: Mapping[str, str], name: str, low: int, high: int) -> int:

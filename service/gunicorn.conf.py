@@ -61,7 +61,7 @@ control_socket_disable = True
 # to create a new database. In a child process: the master only supervises, and importing
 # Flask and a database driver would add 10-25 MB to it for good.
 PREPARE = [sys.executable, "-m", "service", "prepare"]
-PREPARE_RETRY_S = 5
+PREPARE_RETRY_S = 5  # service/prepare.py says so in its log line
 
 
 def on_starting(server):
@@ -70,6 +70,7 @@ def on_starting(server):
     seconds until the store is ready, so the service recovers without a restart. A
     database whose schema a newer release made, and that does not allow this code, stops
     the service (the prepare step logs both versions)."""
+    import itertools
     import signal
     import subprocess
     import threading
@@ -82,9 +83,10 @@ def on_starting(server):
         return
 
     def retry():
-        while True:
+        for attempt in itertools.count(1):
             time.sleep(PREPARE_RETRY_S)
-            code = subprocess.run(PREPARE, check=False).returncode
+            code = subprocess.run(PREPARE, check=False,
+                                  env={**os.environ, "PREPARE_ATTEMPT": str(attempt)}).returncode
             if code == os.EX_CONFIG:  # reachable at last, and not servable: stop
                 os.kill(os.getpid(), signal.SIGTERM)
                 return

@@ -27,6 +27,56 @@ LINGER_S = 2.0
 _ERROR_PAGE = re.compile(rb"\AHTTP/1\.1 (\d{3}) ([^\r]*)\r\n.*?</h1>(.*)</body>", re.DOTALL)
 
 
+# What this worker takes from gthread and the gunicorn it ships with (requirements.txt pins
+# it): the methods it overrides, with the parameters they take and a call that shows
+# gunicorn still calls them; and the attributes it reads. An upgrade that changes any of
+# them fails at import (and so in the tests), instead of quietly taking the protection off.
+OVERRIDDEN = {  # method: (its parameters, a call of it in gunicorn's workers)
+    "enqueue_req": ("self, conn", "self.enqueue_req(conn)"),
+    "murder_pending": ("self", "self.murder_pending()"),
+    "_cap_keepalive": ("self, deadline", "self._cap_keepalive("),
+    "handle_request": ("self, req, conn", "self.handle_request(req, conn)"),
+    "finish_request": ("self, conn, fs", "self.finish_request,"),
+    "handle_error": ("self, req, client, addr, exc", "self.handle_error("),
+    "accept": ("self, listener", "selectors.EVENT_READ, self.accept)"),
+    "handle_exit": ("self, sig, frame", "signal.signal(signal.SIGTERM, self.handle_exit)"),
+}
+READ_ATTRIBUTES = {  # a class: the attributes its __init__ must set
+    "gunicorn.workers.gthread.TConn": ("self.sock", "self.client", "self.parser", "self.data_ready"),
+    "gunicorn.http.body.LengthReader": ("self.length",),
+    "gunicorn.http.body.ChunkedReader": ("self.parser",),
+}
+
+
+def check_gunicorn_internals(worker: type = ThreadWorker) -> list[str]:
+    """What no longer matches in gunicorn's internals that this worker relies on."""
+    import importlib
+    import inspect
+    from gunicorn.workers import base, gthread
+
+    callers = inspect.getsource(gthread) + inspect.getsource(base)
+    problems = []
+    for name, (parameters, call) in OVERRIDDEN.items():
+        method = getattr(worker, name, None)
+        found = ", ".join(inspect.signature(method).parameters) if callable(method) else None
+        if found != parameters:
+            problems.append(f"{worker.__name__}.{name} takes ({found}), not ({parameters})")
+        elif call not in callers:
+            problems.append(f"gunicorn no longer calls {name} as `{call}`")
+    for path, attributes in READ_ATTRIBUTES.items():
+        module, _, name = path.rpartition(".")
+        source = inspect.getsource(getattr(importlib.import_module(module), name).__init__)
+        problems += [f"{path} no longer sets {attribute}" for attribute in attributes
+                     if f"{attribute} =" not in source]
+    return problems
+
+
+_PROBLEMS = check_gunicorn_internals()
+if _PROBLEMS:
+    raise ImportError("service/gunicorn_worker.py does not fit this gunicorn's gthread worker: "
+                      + "; ".join(_PROBLEMS))
+
+
 class StopListeningThreadWorker(ThreadWorker):
     """Threads only for requests that have arrived; on SIGTERM, stop listening at once.
 
@@ -53,7 +103,7 @@ class StopListeningThreadWorker(ThreadWorker):
         for listener in self.sockets:
             try:
                 listener.shutdown(socket.SHUT_RD)
-            except OSError:
+            except (OSError, AttributeError):  # AttributeError: gunicorn closed it already
                 pass
         super().handle_exit(sig, frame)
 

@@ -74,9 +74,35 @@ def json_handler() -> logging.Handler:
     return handler
 
 
+class AtMostEvery(logging.Filter):
+    """Let a logger's records through at most once every `seconds` (the first at once),
+    counting the ones held back: the connection pool retries an unreachable database
+    twice a second, and the portal shows an operator only the last 1,000 lines."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds, self._next, self._held = seconds, 0.0, 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = time.monotonic()
+        if now < self._next:
+            self._held += 1
+            return False
+        if self._held:
+            record.msg = f"{record.msg} (and {self._held} like it in the last {self.seconds:g} s)"
+        self._next, self._held = now + self.seconds, 0
+        return True
+
+
+POOL_LOG_EVERY_S = 30
+
+
 def setup_logging(level: str) -> None:
     """Send the root logger (and so the app's loggers) to stdout as JSON at `level`."""
     root = logging.getLogger()
     if not any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
         root.handlers = [json_handler()]
     root.setLevel(level)
+    pool = logging.getLogger("psycopg.pool")
+    if not any(isinstance(f, AtMostEvery) for f in pool.filters):
+        pool.addFilter(AtMostEvery(POOL_LOG_EVERY_S))

@@ -50,7 +50,7 @@ def bench_verify(url: str, backend: str, count: int) -> dict:
             connection.execute("ALTER TABLE orders DISABLE TRIGGER orders_track_update")
         else:
             connection.execute("DROP TRIGGER orders_track_update")
-        connection.execute("UPDATE orders SET username = username || '-x' WHERE id % 100 = 5")
+        connection.execute("UPDATE orders SET username = username || '-x' WHERE id - 100 * (id / 100) = 5")
         if backend == "postgresql":
             connection.execute("ALTER TABLE orders ENABLE ALWAYS TRIGGER orders_track_update")
     damaged = timed_verify(url, count)

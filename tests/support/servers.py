@@ -42,9 +42,10 @@ class Server:
 
 
 def start_gunicorn(database_url: str, log_dir: Path, app: str | None = None,
-                   prefix: list[str] | None = None, **env: str) -> Server:
+                   prefix: list[str] | None = None, new_session: bool = False, **env: str) -> Server:
     """Run gunicorn with the project's config; return once /health answers 200. `prefix`
-    goes before the command (e.g. one that enters a cgroup and execs the rest)."""
+    goes before the command (e.g. one that enters a cgroup and execs the rest);
+    `new_session` gives it a process group of its own, for signals sent to the group."""
     port = free_port()
     environment = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port),
                    "DATABASE_URL": database_url, "WEB_CONCURRENCY": "2", "THREADS": "4",
@@ -57,7 +58,7 @@ def start_gunicorn(database_url: str, log_dir: Path, app: str | None = None,
         command.append(app)
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=log,
-                                   stderr=subprocess.STDOUT)
+                                   stderr=subprocess.STDOUT, start_new_session=new_session)
     server = Server(process, port, log_path)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -62,7 +62,7 @@ def test_the_image_ships_compiled_bytecode():
 def test_it_runs_as_a_fixed_non_root_user_with_a_health_check_and_exec_form_cmd():
     assert re.search(r"^USER 10001:10001$", DOCKERFILE, re.MULTILINE)
     assert re.search(r'^HEALTHCHECK .*\n?.*CMD \["python", "-m", "service.healthcheck"\]', DOCKERFILE, re.MULTILINE)
-    assert re.search(r'^CMD \["gunicorn", "-c", "service/gunicorn.conf.py"\]$', DOCKERFILE, re.MULTILINE)
+    assert re.search(r'^CMD \["python", "-m", "service", "serve"\]$', DOCKERFILE, re.MULTILINE)
     for setting in ("PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1"):
         assert setting in DOCKERFILE
 
