@@ -6,7 +6,7 @@ import itertools
 import logging
 import random
 import time
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from importlib import resources
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from typing import Any, TypeVar, cast
@@ -203,8 +203,11 @@ class PostgresTx:
     def upsert(self, orders: list[Order]) -> None:
         _upsert(self.connection, orders)
 
+    def batch(self) -> AbstractContextManager[Any]:
+        return self.connection.pipeline()
+
     ORDER_DIFFS_SQL = """SELECT o.id, c.entity IS NULL OR right(c.entity, 16) = '"_deleted":true}'
-        FROM orders o LEFT JOIN changes c ON c.order_id = o.id
+        FROM orders o LEFT JOIN changes c ON c.order_id = o.id AND c.order_id > ? AND c.order_id <= ?
         WHERE o.id > ? AND o.id <= ?
         AND (c.entity IS NULL OR c.entity <> change_entity(c.seq, o.id, order_document(o)))"""
 
@@ -346,8 +349,13 @@ class PostgresStore(BatchedLoads, Receiver, Verifier):
         self._write(lambda connection: _upsert(connection, batch))
 
     def _receiving(self, work: Callable[[PostgresTx], T]) -> T:
+        """The receiver's lock, then the one every writer of changes takes: no other write
+        commits between the receiver's reading an order's version and writing Sesam's (or
+        sweeping), so it never overwrites a version Sesam has not seen. A writer already
+        waiting on that lock with a row the receiver wants is a deadlock PostgreSQL breaks,
+        and _write runs the loser again."""
         def locked(connection: psycopg.Connection) -> T:
-            connection.execute("SELECT pg_advisory_xact_lock(%s)", (RECEIVER_LOCK,))
+            connection.execute("SELECT pg_advisory_xact_lock(%s), lock_changes()", (RECEIVER_LOCK,))
             return work(PostgresTx(connection))
         return self._write(locked)
 

@@ -94,16 +94,18 @@ CREATE TABLE IF NOT EXISTS store_identity (
 ALTER TABLE store_identity ADD COLUMN IF NOT EXISTS lives_in jsonb;
 
 -- An order as the order API shows it: the entity without `_id` and `_updated`. The same
--- bytes SQLite's json_object makes: compact, keys in this order.
+-- bytes SQLite's json_object makes: compact, keys in this order. STABLE, as to_json is:
+-- declared IMMUTABLE, PostgreSQL would not inline it, and comparing a million orders with
+-- the feed (store/verify.py) took three times as long.
 CREATE OR REPLACE FUNCTION order_document(o orders) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
+LANGUAGE sql STABLE AS $$
     SELECT '{"id":' || o.id || ',"Username":' || to_json(o.username)::text
         || ',"Orders":' || to_json(o.orders)::text || ',"TotalSum":' || o.total_sum::text || '}'
 $$;
 
 -- The entity of a change: `document` is the order's JSON, or NULL for a tombstone.
 CREATE OR REPLACE FUNCTION change_entity(seq bigint, order_id bigint, document text) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
+LANGUAGE sql STABLE AS $$
     SELECT '{"_id":"' || order_id || '","_updated":' || seq || ','
         || coalesce(substr(document, 2), '"_deleted":true}')
 $$;

@@ -33,8 +33,11 @@ NEXT_ORDERS_BOUND = ("SELECT max(id) FROM (SELECT id FROM orders WHERE id > ? "
                      "ORDER BY id LIMIT ?) AS chunk")
 NEXT_CHANGES_BOUND = ("SELECT max(order_id) FROM (SELECT order_id FROM changes WHERE order_id > ? "
                       "ORDER BY order_id LIMIT ?) AS chunk")
-# (A join, its order's absence tested first: a third cheaper than NOT EXISTS on SQLite.)
-ORPHANS_SQL = f"""SELECT c.order_id FROM changes c LEFT JOIN orders o ON o.id = c.order_id
+# (A join, its order's absence tested first: a third cheaper than NOT EXISTS on SQLite.
+# The chunk's range is given on both sides of each join: PostgreSQL does not carry it across
+# an outer join, and read the whole other table for every chunk.)
+ORPHANS_SQL = f"""SELECT c.order_id FROM changes c
+    LEFT JOIN orders o ON o.id = c.order_id AND o.id > ? AND o.id <= ?
     WHERE c.order_id > ? AND c.order_id <= ? AND o.id IS NULL
     AND substr(c.entity, length(c.entity) - 15) <> '{TOMBSTONE_END}'"""
 
@@ -42,8 +45,8 @@ ORPHANS_SQL = f"""SELECT c.order_id FROM changes c LEFT JOIN orders o ON o.id = 
 class VerifyTx(Protocol):
     """One transaction holding the writers' change lock; `?` placeholders."""
 
-    # The orders in (?, ?] whose live entity is not what the table says, each with
-    # whether the feed lacks it altogether (no change, or a tombstone).
+    # The orders in (?, ?] (given twice: for each side of the join) whose live entity is
+    # not what the table says, each with whether the feed lacks it (no change, or a tombstone).
     ORDER_DIFFS_SQL: str
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
@@ -157,7 +160,7 @@ def _chunk(bound_sql: str, compare: Callable[[VerifyTx, int, int, Verification, 
 
 
 def _compare_orders(tx: VerifyTx, low: int, high: int, result: Verification, repair: bool) -> None:
-    diffs = tx.rows(tx.ORDER_DIFFS_SQL, (low, high))
+    diffs = tx.rows(tx.ORDER_DIFFS_SQL, (low, high, low, high))
     result.orders += tx.rows("SELECT count(*) FROM orders WHERE id > ? AND id <= ?", (low, high))[0][0]
     missing = [order_id for order_id, lacking in diffs if lacking]
     stale = [order_id for order_id, lacking in diffs if not lacking]
@@ -168,7 +171,7 @@ def _compare_orders(tx: VerifyTx, low: int, high: int, result: Verification, rep
 
 
 def _compare_orphans(tx: VerifyTx, low: int, high: int, result: Verification, repair: bool) -> None:
-    orphans = [row[0] for row in tx.rows(ORPHANS_SQL, (low, high))]
+    orphans = [row[0] for row in tx.rows(ORPHANS_SQL, (low, high, low, high))]
     result.add("orphaned", orphans)
     if repair and orphans:
         tx.record_tombstones(orphans)

@@ -19,12 +19,17 @@ import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import psycopg
 
 from service.store import open_store
 from tests.bench.verify import bench_verify
 from tests.support import cgroup
 from tests.support.databases import fresh_database
+from tests.support.postgres_cluster import ThrowawayCluster, server_programs
 from tests.support.memory import MemorySampler, cpu_seconds, process_tree
 from tests.support.seeded_orders import orders
 from tests.support.servers import start_gunicorn
@@ -40,11 +45,37 @@ LIMIT_PEAK_MB, INCREMENTAL_SECONDS = 96, 1.0
 def settle_postgres(url: str) -> None:
     """VACUUM ANALYZE after the load, as after any bulk load: otherwise autovacuum works
     through the new rows while the service is timed, on the same two cores."""
-    import psycopg
     started = time.perf_counter()
     with psycopg.connect(url, autocommit=True) as connection:
         connection.execute("VACUUM ANALYZE orders, changes")
     print(f"   VACUUM ANALYZE in {time.perf_counter() - started:.1f} s (not timed as load)", flush=True)
+
+
+@contextmanager
+def bench_database(backend: str, folder: Path) -> Iterator[str]:
+    """SQLite as the service runs it; PostgreSQL in a cluster of its own with its default
+    durability (the tests' throwaway cluster runs without fsync), or TEST_POSTGRES_URL's
+    where the server programs are not installed (durability() says what it had)."""
+    programs = server_programs() if backend == "postgresql" else None
+    if programs is None:
+        with fresh_database(backend, folder) as url:
+            yield url
+        return
+    cluster = ThrowawayCluster(programs, durable=True)
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()
+
+
+def durability(url: str) -> dict[str, str] | None:
+    """PostgreSQL's settings that decide what a commit costs."""
+    if not url.startswith("postgresql"):
+        return None
+    with psycopg.connect(url) as connection:
+        return dict(connection.execute(
+            "SELECT name, setting FROM pg_settings WHERE name IN "
+            "('fsync', 'synchronous_commit', 'full_page_writes')").fetchall())
 
 
 def bodies(count: int, seed: int) -> tuple[list[bytes], int, int]:
@@ -128,7 +159,7 @@ def bench_push(count: int, backend: str, folder: Path, seed: int, sesam_limits: 
     print(f"\n== push: a full sync of {count:,} orders on {backend}"
           + (" at Sesam's limits" if sesam_limits else ""), flush=True)
     folder.mkdir(parents=True, exist_ok=True)
-    with fresh_database(backend, folder) as url:
+    with bench_database(backend, folder) as url:
         store = open_store(url)
         store.migrate()
         store.bulk_load(orders(count, seed))
@@ -157,6 +188,7 @@ def bench_push(count: int, backend: str, folder: Path, seed: int, sesam_limits: 
                 oom_kills = limits.oom_kills()
                 limits.remove()
         verified = None if sesam_limits else bench_verify(url, backend, count)
+        settings = durability(url)
     sent = count - left_out
     result = {"backend": backend, "orders": count, "sesam_limits": sesam_limits,
               "entities_per_s": sent / seconds, "seconds": seconds, "requests": len(batches),
@@ -166,6 +198,8 @@ def bench_push(count: int, backend: str, folder: Path, seed: int, sesam_limits: 
               "incremental_max_s": max(pulls.seconds) if pulls.seconds else None}
     if limits:
         result.update(cgroup_anonymous_peak_mb=sampler.cgroup_anonymous_mb, oom_kills=oom_kills)
+    if settings:
+        result["postgresql"] = settings
     if verified:
         result["verify"] = verified  # the same store, after the sync: tests/bench/verify.py
     if answer.get("swept") != left_out:

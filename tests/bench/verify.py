@@ -19,10 +19,10 @@ def database_pids(url: str) -> list[int]:
     """The PostgreSQL server's processes (the postmaster's tree); none for SQLite."""
     if not url.startswith("postgresql"):
         return []
-    with plain_sql(url) as connection:
+    with plain_sql(url) as connection:  # its backend's parent, while the backend lives
         backend = connection.execute("SELECT pg_backend_pid()").fetchone()[0]
-    with open(f"/proc/{backend}/stat") as stat:
-        postmaster = int(stat.read().rsplit(")", 1)[1].split()[1])
+        with open(f"/proc/{backend}/stat") as stat:
+            postmaster = int(stat.read().rsplit(")", 1)[1].split()[1])
     return process_tree(postmaster)
 
 

@@ -33,7 +33,10 @@ def server_programs() -> Path | None:
 
 
 class ThrowawayCluster:
-    def __init__(self, programs: Path):
+    """`durable`: with PostgreSQL's default durability (fsync, synchronous_commit and
+    full_page_writes on), for a benchmark that must count what a commit costs."""
+
+    def __init__(self, programs: Path, durable: bool = False):
         self.programs = programs
         self.folder = Path(tempfile.mkdtemp(prefix="orders-test-pg-"))
         self.data = self.folder / "data"
@@ -46,8 +49,8 @@ class ThrowawayCluster:
         self._run("initdb", "-D", str(self.data), "-U", USER, "-A", "scram-sha-256",
                   f"--pwfile={password_file}", "-E", "UTF8", "--no-sync")
         options = (f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 "
-                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-                   "-c max_connections=300")
+                   + ("" if durable else "-c fsync=off -c synchronous_commit=off -c full_page_writes=off ")
+                   + "-c max_connections=300")
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.folder / "server.log"),
                   "-o", options, "-w", "-t", "60", "start")
         self.admin_url = f"postgresql://{USER}:{PASSWORD}@127.0.0.1:{self.port}/postgres"
