@@ -31,7 +31,7 @@ venv: $(STAMP) ## Create the virtual environment with every dependency
 
 run: $(STAMP) ## Run the service on SQLite with the sample orders (http://127.0.0.1:PORT)
 	@echo "the service on http://127.0.0.1:$(PORT) (DATABASE_URL as set; Ctrl-C stops it)"
-	@HOST=127.0.0.1 PORT=$(PORT) DATABASE_URL='$(DATABASE_URL)' LOAD_SAMPLE_ORDERS=true \
+	@HOST=127.0.0.1 PORT=$(PORT) DATABASE_URL='$(DATABASE_URL)' LOAD_SAMPLE_ORDERS=true ALLOW_UNAUTHENTICATED=true \
 		exec $(BIN)/python -m service serve
 
 test: $(STAMP) ## Run the test suite (unit, store, API, gunicorn, contract, properties)

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from .config import ConfigError, load_settings, redact_url
+from .config import ConfigError, check_can_serve, load_settings, redact_url
 from .samples import SAMPLE_ORDERS
 from .store import SchemaTooNew, StoreError, open_store
 from .store.base import MAX_UPDATED
@@ -75,7 +75,7 @@ def _serve() -> int:
     master gets the signals, as PID 1 in a container). gunicorn reads WEB_CONCURRENCY
     itself as it is imported, so a bad value is caught here, before it can fail there."""
     try:
-        load_settings()
+        check_can_serve(load_settings())
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return os.EX_CONFIG

@@ -32,8 +32,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     setup_logging(settings.log_level)
     store = store or open_store(settings.database_url)
     if not settings.auth_enabled:
-        log.warning("AUTH_USERNAME and AUTH_PASSWORD are not set: the service is UNPROTECTED; "
-                    "anyone who can reach it can read and change every order")
+        log.warning("AUTH_USERNAME and AUTH_PASSWORD are not set (ALLOW_UNAUTHENTICATED): the "
+                    "service is UNPROTECTED; anyone who can reach it can read and change every order")
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes

@@ -25,6 +25,8 @@ DEFAULTS = {
     "DATABASE_URL": "sqlite:///data/orders.sqlite3",
     "AUTH_USERNAME": "",
     "AUTH_PASSWORD": "",
+    # Without credentials the service refuses to serve; this says an open service is meant.
+    "ALLOW_UNAUTHENTICATED": "false",
     "LOG_LEVEL": "INFO",
     # Measured at Sesam's default limits (128 MB, a quarter core; sesam-config/README.md):
     # one worker with eight threads serves four full syncs, two writers and incremental
@@ -69,6 +71,7 @@ class Settings:
     receiver_max_delete_share: float = 0.5
     receiver_allow_empty_full_sync: bool = False
     verify_interval_s: int = 3600
+    allow_unauthenticated: bool = False
 
     @property
     def sweep_limits(self) -> SweepLimits:
@@ -118,7 +121,17 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         receiver_max_delete_share=_share(env, "RECEIVER_MAX_DELETE_SHARE"),
         receiver_allow_empty_full_sync=_bool(env, "RECEIVER_ALLOW_EMPTY_FULL_SYNC"),
         verify_interval_s=_int(env, "VERIFY_INTERVAL_S", 0, 7 * 24 * 3600),
+        allow_unauthenticated=_bool(env, "ALLOW_UNAUTHENTICATED"),
     )
+
+
+def check_can_serve(settings: Settings) -> None:
+    """Secure by default: a service that would answer anyone is refused, unless that is
+    said in so many words. The administrative commands do not serve and need no credentials."""
+    if not settings.auth_enabled and not settings.allow_unauthenticated:
+        raise ConfigError("AUTH_USERNAME and AUTH_PASSWORD are not set: set both (the "
+                          "credentials Sesam sends), or ALLOW_UNAUTHENTICATED=true for a "
+                          "deliberately open service")
 
 
 def redact_url(url: str) -> str:

@@ -6,10 +6,11 @@ the app can never disagree about the port, the workers or the log level.
 import os
 import sys
 
-from service.config import ConfigError, load_settings
+from service.config import ConfigError, check_can_serve, load_settings
 
 try:
     _settings = load_settings()
+    check_can_serve(_settings)
 except ConfigError as error:
     sys.exit(f"configuration error: {error}")
 

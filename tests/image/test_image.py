@@ -75,6 +75,14 @@ def test_auth_is_enforced_and_health_is_open(container):
         assert response.status == 200
 
 
+def test_without_credentials_the_image_refuses_to_start(image):
+    """A plain `docker run` must not give anyone the orders: no credentials, no service."""
+    result = docker("run", "--rm", "--memory", "128m", image, check=False, timeout=120)
+    assert result.returncode == 78, result.stdout + result.stderr  # EX_CONFIG
+    assert "AUTH_USERNAME and AUTH_PASSWORD are not set" in result.stderr
+    assert "ALLOW_UNAUTHENTICATED=true" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_the_source_checker_passes_strictly_against_the_container(container):
     result = subprocess.run(
         [sys.executable, "-m", "tests.source_checker", f"{container.url}/api/orders",

@@ -14,9 +14,13 @@ from tests.support.servers import ROOT, free_port
 SECRET = "s3cret-Pa55"
 
 
-def serve(env: dict, seconds: float = 20) -> subprocess.CompletedProcess:
-    environment = {"PATH": os.environ["PATH"], "HOST": "127.0.0.1", "PORT": str(free_port()), **env}
-    return subprocess.run([sys.executable, "-m", "service", "serve"], cwd=ROOT, env=environment,
+SERVE = [sys.executable, "-m", "service", "serve"]
+
+
+def serve(env: dict, seconds: float = 20, command: list[str] = SERVE) -> subprocess.CompletedProcess:
+    environment = {"PATH": os.environ["PATH"], "HOST": "127.0.0.1", "PORT": str(free_port()),
+                   "AUTH_USERNAME": "sesam", "AUTH_PASSWORD": SECRET, **env}
+    return subprocess.run(command, cwd=ROOT, env=environment,
                           capture_output=True, text=True, timeout=seconds, check=False)
 
 
@@ -39,6 +43,26 @@ def test_a_mistake_is_one_line_naming_the_variable_and_no_secret(tmp_path, env, 
     assert SECRET not in result.stderr + result.stdout and "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("command", [
+    SERVE, [sys.executable, "-m", "gunicorn", "-c", "service/gunicorn.conf.py"],
+    [sys.executable, "-m", "gunicorn", "--bind", "127.0.0.1:0", "service.wsgi:app"],
+], ids=["serve", "gunicorn-with-config", "gunicorn-without-config"])
+def test_without_credentials_the_service_refuses_to_start(tmp_path, command):
+    """Secure by default, however it is started: the two variables and the opt-out named."""
+    result = serve({"DATABASE_URL": f"sqlite:///{tmp_path}/o.sqlite3", "AUTH_USERNAME": "",
+                    "AUTH_PASSWORD": ""}, command=command)
+    assert result.returncode != 0
+    output = result.stderr + result.stdout
+    for name in ("AUTH_USERNAME", "AUTH_PASSWORD", "ALLOW_UNAUTHENTICATED=true"):
+        assert name in output, output[-2000:]
+    assert not (tmp_path / "o.sqlite3").exists()  # refused before anything started
+    if command is SERVE:
+        assert result.stderr.count("\n") == 1 and result.returncode == os.EX_CONFIG
+    opened = serve({"DATABASE_URL": f"sqlite:///{tmp_path}/o.sqlite3", "AUTH_USERNAME": "",
+                    "AUTH_PASSWORD": "", "ALLOW_UNAUTHENTICATED": "true", "PORT": "bad"})
+    assert "PORT must be" in opened.stderr  # the opt-out got past the check to the next one
+
+
 def test_a_password_in_the_urls_query_is_never_logged(tmp_path):
     from service.config import redact_url
     assert redact_url(f"postgresql://db/x?sslmode=require&password={SECRET}") == \
@@ -47,6 +71,7 @@ def test_a_password_in_the_urls_query_is_never_logged(tmp_path):
     process = subprocess.Popen(
         [sys.executable, "-m", "service", "serve"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         env={"PATH": os.environ["PATH"], "HOST": "127.0.0.1", "PORT": str(port),
+             "ALLOW_UNAUTHENTICATED": "true",
              "DATABASE_URL": f"postgresql://orders@127.0.0.1:1/db?connect_timeout=1&password={SECRET}"})
     time.sleep(12)
     process.terminate()

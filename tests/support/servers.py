@@ -51,7 +51,9 @@ def start_gunicorn(database_url: str, log_dir: Path, app: str | None = None,
                    "DATABASE_URL": database_url, "WEB_CONCURRENCY": "2", "THREADS": "4",
                    "LOG_LEVEL": "INFO", "GRACEFUL_TIMEOUT": "20",
                    # The feed's periodic verification only where a test asks for it.
-                   "VERIFY_INTERVAL_S": "0", **env}
+                   "VERIFY_INTERVAL_S": "0",
+                   # Open, unless a test gives credentials: it listens on 127.0.0.1 only.
+                   "ALLOW_UNAUTHENTICATED": "true", **env}
     log_path = log_dir / f"gunicorn-{port}.log"
     command = [*(prefix or []), sys.executable, "-m", "gunicorn", "-c", "service/gunicorn.conf.py"]
     if app:
