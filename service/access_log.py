@@ -28,6 +28,8 @@ _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 REQUEST_ID = "orders.request_id"  # environ keys the app reads and writes
 PULL_STATS = "orders.pull_stats"
 USER = "orders.user"  # the Basic-auth user, once the app has checked the credentials
+REASON = "orders.reason"  # why a request was refused (4xx): what the client was told
+MAX_REASON = 300  # characters: a line stays a line; the JSON encoder escapes the rest
 HEALTH_PATH = "/health"
 _last_health_status: int | None = None  # this process's last /health answer
 
@@ -111,6 +113,9 @@ class _LoggedBody:
                   "client": environ.get("REMOTE_ADDR")}
         if environ.get(USER):
             fields["user"] = environ[USER]
+        reason = environ.get(REASON)
+        if reason:
+            fields["reason"] = reason if len(reason) <= MAX_REASON else reason[:MAX_REASON] + "..."
         stats: PullStats | None = environ.get(PULL_STATS)
         if stats is not None:
             fields.update(since=stats.since, limit=stats.limit, entities=stats.entities,

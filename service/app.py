@@ -8,7 +8,7 @@ from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException, InternalServerError, Unauthorized
 
 from . import api
-from .access_log import REQUEST_ID, USER, AccessLog
+from .access_log import REASON, REQUEST_ID, USER, AccessLog
 from .config import Settings, load_settings, redact_url
 from .logs import setup_logging
 from .memory import ReleaseAfterLargeBodies
@@ -97,6 +97,8 @@ def _error_response(error: Exception) -> Response:
     else:
         log.error("unhandled error", exc_info=error)
         status, name, message = 500, "internal_error", "the service failed; see its log"
+    if status < 500:
+        request.environ[REASON] = message  # the request's log line says why, as the client is told
     response = Response(error_body(status, name, message, request.environ.get(REQUEST_ID),
                                    **details),
                         status=status, mimetype="application/json")

@@ -159,3 +159,19 @@ def test_a_head_of_a_long_pull_is_an_ordinary_request_not_an_aborted_stream(make
     response.close()
     [line] = [line for line in log_lines(capsys) if line.get("path") == "/api/orders"]
     assert (line["level"], line["message"], line["method"]) == ("INFO", "request", "HEAD")
+
+
+def test_a_refused_request_is_logged_with_the_reason_the_client_was_told(make_app, capsys):
+    client = make_app().test_client()
+    capsys.readouterr()
+    refused = client.get("/api/orders?limit=abc")
+    hostile = client.put("/api/orders/1", json={"Username": "x\n" * 400, "Orders": "y",
+                                                 "TotalSum": -1})
+    fine = client.get("/api/orders")
+    for response in (refused, hostile, fine):
+        response.close()  # the line is written when the response is closed, as a server does
+    lines = [line for line in log_lines(capsys) if line["message"] == "request"]
+    assert [line["status"] for line in lines] == [400, 400, 200]
+    assert lines[0]["reason"] == refused.get_json()["message"] and "limit" in lines[0]["reason"]
+    assert len(lines[1]["reason"]) <= 303 and hostile.status_code == 400
+    assert "reason" not in lines[2] and fine.status_code == 200
