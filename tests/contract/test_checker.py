@@ -22,8 +22,9 @@ ROOT = Path(__file__).resolve().parents[2]
 LEVEL = {rule.key: rule.level for rule in RULES}
 
 
-def run_checker(*args: str, password: str | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, **({"SOURCE_PASSWORD": password} if password else {})}
+def run_checker(*args: str, user: str | None = None, password: str | None = None) -> subprocess.CompletedProcess:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("URL_", "AUTH_"))}
+    env.update({"URL_USER": user or "", "URL_PASSWORD": password or ""})
     return subprocess.run([sys.executable, "-m", "tests.source_checker", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120, check=False)
 

@@ -120,7 +120,11 @@ def test_the_image_is_exactly_what_make_push_publishes():
     args = ["make", "-s", "--no-print-directory", "IMAGE=registry.example/team/orders", "TAG=v1.2.3"]
     pushed = subprocess.run([*args, "image-name"], cwd=ROOT, capture_output=True, text=True, check=True)
     env = subprocess.run([*args, "sesam-env"], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert json.loads(env.stdout) == {"orders-source-image": pushed.stdout.strip()}
+    variables = json.loads(env.stdout)
+    assert variables["orders-source-image"] == pushed.stdout.strip()
+    # ...with the rest of production's variables; node-env stays the node's own
+    assert variables == {key: value for key, value in PROD.items() if key != "node-env"} | {
+        "orders-source-image": pushed.stdout.strip()}
     assert pushed.stdout.strip() == "registry.example/team/orders:v1.2.3"
     default_image = re.search(r"^IMAGE\s*\?=\s*(\S+)", (ROOT / "Makefile").read_text(), re.MULTILINE).group(1)
     assert load(CONFIG / "test-env.json")["orders-source-image"].startswith(default_image + ":")
@@ -226,9 +230,9 @@ def test_the_checker_passes_through_the_pipes_url_and_finds_every_flag_it_sets_s
         # and the port a free one, the path and the credentials exactly the config's.
         url = f"{server.url}/{SOURCE['url']}"
         result = subprocess.run(
-            [sys.executable, "-m", "tests.source_checker", url, "--user",
-             resolve(SYSTEM["username"]), "--allow-writes", "--strict"],
-            cwd=ROOT, env={**os.environ, "SOURCE_PASSWORD": resolve(SYSTEM["password"])},
+            [sys.executable, "-m", "tests.source_checker", url, "--allow-writes", "--strict"],
+            cwd=ROOT, env={**os.environ, "URL_USER": resolve(SYSTEM["username"]),
+                           "URL_PASSWORD": resolve(SYSTEM["password"])},
             capture_output=True, text=True, timeout=300, check=False)
     finally:
         server.stop()

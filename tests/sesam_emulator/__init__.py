@@ -22,8 +22,10 @@ What it does, as Sesam does (see the README and shared/docs/sesam.md):
   reprocessing="automatic" the pipe resets itself and runs a full sync; with
   "continue" (Sesam's default) the run fails and says why.
 
-Command line: python -m tests.sesam_emulator --url http://127.0.0.1:5000/api/orders
-(see --help); `python -m tests.sesam_emulator push FILE` plays a json sink (sink.py). The password is read from $SESAM_PASSWORD, never from the command line.
+Command line: python -m tests.sesam_emulator [--url URL] (see --help); `python -m
+tests.sesam_emulator push FILE` plays a json sink (sink.py). Without --url both talk to
+this service with its AUTH_USERNAME/AUTH_PASSWORD; a URL given gets URL_USER/URL_PASSWORD
+(tests/support/credentials.py).
 The state file keeps one pipe per source URL (the URL's query string included).
 """
 from __future__ import annotations
@@ -41,6 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from collections.abc import Callable
+
+from tests.support.credentials import Unauthorized, endpoint
 
 
 class RunFailed(Exception):
@@ -69,31 +73,50 @@ class Reply:
 Transport = Callable[[str, dict], Reply]
 
 
-def http_transport(base_url: str, username: str | None = None, password: str | None = None,
-                   timeout: float = 60.0) -> Transport:
-    """GET over real HTTP with optional Basic auth; a truncated body raises RunFailed."""
-    headers = {"Accept": "application/json"}
+def http_call(method: str, url: str, username: str | None, password: str | None,
+              body: bytes | None = None, timeout: float = 60.0,
+              headers: dict[str, str] | None = None) -> Reply:
+    """One HTTP request with optional Basic auth; an error status is a Reply too. A body
+    that breaks off raises http.client.IncompleteRead, a failed connection OSError."""
+    headers = dict(headers or {})
     if username is not None:
         token = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
         headers["Authorization"] = f"Basic {token}"
+    request = urllib.request.Request(url, data=body, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return Reply(response.status, response.headers.get("Content-Type", ""),
+                         response.read(), _lower(response.headers))
+    except urllib.error.HTTPError as error:
+        return Reply(error.code, error.headers.get("Content-Type", ""), error.read(),
+                     _lower(error.headers))
 
+
+def http_transport(base_url: str, username: str | None = None, password: str | None = None,
+                   timeout: float = 60.0) -> Transport:
+    """GET over real HTTP with optional Basic auth; a truncated body raises RunFailed."""
     def get(path: str, params: dict) -> Reply:
         url = with_params(urllib.parse.urljoin(base_url, path), params)
-        request = urllib.request.Request(url, headers=headers)
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                return Reply(response.status, response.headers.get("Content-Type", ""),
-                             response.read(), _lower(response.headers))
+            return http_call("GET", url, username, password, timeout=timeout,
+                             headers={"Accept": "application/json"})
         except http.client.IncompleteRead as error:
             raise RunFailed(f"GET {url}: the body broke off after {len(error.partial)} bytes",
                             partial=error.partial) from error
-        except urllib.error.HTTPError as error:
-            return Reply(error.code, error.headers.get("Content-Type", ""), error.read(),
-                         _lower(error.headers))
         except (http.client.HTTPException, OSError) as error:
             raise RunFailed(f"GET {url} failed: {type(error).__name__}: {error}") from error
 
     return get
+
+
+def stop_on_401(call: Callable[..., Reply]) -> Callable[..., Reply]:
+    """The same call, raising Unauthorized on a 401: no later request can do better."""
+    def guarded(*args: Any) -> Reply:
+        reply = call(*args)
+        if reply.status == 401:
+            raise Unauthorized()
+        return reply
+    return guarded
 
 
 def with_params(url: str, params: dict) -> str:
@@ -338,22 +361,27 @@ def main(argv: list[str] | None = None) -> int:
         from .sink import main as push
         return push(argv[1:])
     args = _arguments(argv)
-    base, path = split_url(args.url)
-    state = PipeState() if args.reset else PipeState.load(args.state, args.url)
-    pipe = Pipe(http_transport(base, args.user, os.environ.get("SESAM_PASSWORD"), args.timeout),
+    target = endpoint(args.url, "/api/orders")
+    base, path = split_url(target.url)
+    state = PipeState() if args.reset else PipeState.load(args.state, target.url)
+    transport = stop_on_401(http_transport(base, target.username, target.password, args.timeout))
+    pipe = Pipe(transport,
                 PipeConfig(path=path, supports_since=not args.no_since,
                            is_chronological=args.chronological, page_size=args.page_size,
                            if_source_empty=args.if_source_empty,
                            reprocessing=args.reprocessing), state)
     try:
         result = pipe.run(full=args.full)
+    except Unauthorized:
+        print(target.unauthorized(), file=sys.stderr)
+        return 2
     except RunFailed as error:
         if error.kept:
-            state.save(args.state, args.url)
+            state.save(args.state, target.url)
         print(f"run FAILED ({error.kept or 'dataset and offset unchanged'}): {error}",
               file=sys.stderr)
         return 1
-    state.save(args.state, args.url)
+    state.save(args.state, target.url)
     try:
         _print_result(result, state, args.show)
     except BrokenPipeError:  # the reader (e.g. `| head`) has gone: stop quietly
@@ -376,8 +404,8 @@ def _print_result(result: RunResult, state: PipeState, show: bool) -> None:
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tests.sesam_emulator",
                                      description="Pull from a Sesam JSON source as a Sesam pipe would.")
-    parser.add_argument("--url", default="http://127.0.0.1:5000/api/orders",
-                        help="the source's pull URL, query string included (default: %(default)s)")
+    parser.add_argument("--url", help="the source's pull URL, query string included (default: "
+                                      "this service, http://127.0.0.1:$PORT/api/orders)")
     parser.add_argument("--state", default=".emulator-state.json", type=Path,
                         help="file that keeps each source URL's offset and dataset between runs")
     parser.add_argument("--page-size", type=int, default=None)
@@ -389,8 +417,6 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--reprocessing", choices=("continue", "automatic"), default="continue",
                         help="reprocessing_policy: automatic resets the pipe when the source's "
                              "X-Dataset-* headers say it is out of sync")
-    parser.add_argument("--user", default=os.environ.get("SESAM_USER"),
-                        help="Basic-auth user (default $SESAM_USER); password from $SESAM_PASSWORD")
     parser.add_argument("--timeout", type=float, default=60.0)
     parser.add_argument("--show", action="store_true", help="print every entity received")
     parser.add_argument("--reset", action="store_true",

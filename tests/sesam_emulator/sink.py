@@ -12,17 +12,15 @@ run starts a new sequence.
 """
 from __future__ import annotations
 
-import base64
+import http.client
 import json
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import Reply, with_params, _lower
+from . import Reply, http_call, stop_on_401, with_params
 
 # POST <path> with query parameters and a body; answer the reply.
 Poster = Callable[[str, dict, bytes], Reply]
@@ -52,22 +50,12 @@ class SinkResult:
 
 def http_poster(base_url: str, username: str | None = None, password: str | None = None,
                 timeout: float = 60.0) -> Poster:
-    headers = {"Content-Type": "application/json"}
-    if username is not None:
-        token = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
-        headers["Authorization"] = f"Basic {token}"
-
     def post(path: str, params: dict, body: bytes) -> Reply:
         url = with_params(urllib.parse.urljoin(base_url, path), params)
-        request = urllib.request.Request(url, data=body, headers=headers, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                return Reply(response.status, response.headers.get("Content-Type", ""),
-                             response.read(), _lower(response.headers))
-        except urllib.error.HTTPError as error:
-            return Reply(error.code, error.headers.get("Content-Type", ""), error.read(),
-                         _lower(error.headers))
-        except OSError as error:
+            return http_call("POST", url, username, password, body, timeout,
+                             headers={"Content-Type": "application/json"})
+        except (http.client.HTTPException, OSError) as error:
             raise SinkFailed(f"POST {url} failed: {type(error).__name__}: {error}") from error
     return post
 
@@ -141,32 +129,34 @@ def _batches(entities: list[dict], size: int) -> Iterator[list[dict]]:
 def main(argv: list[str]) -> int:
     """`python -m tests.sesam_emulator push FILE`: push a JSON file of entities."""
     import argparse
-    import os
     import sys
     from pathlib import Path
+    from tests.support.credentials import Unauthorized, endpoint
     from . import split_url
 
     parser = argparse.ArgumentParser(prog="python -m tests.sesam_emulator push",
                                      description="Push a JSON array of entities as a Sesam json sink would.")
     parser.add_argument("file", type=Path, help="a JSON array of Sesam entities")
-    parser.add_argument("--url", default="http://127.0.0.1:5000/api/receivers/orders/entities",
-                        help="the receiver's URL (default: %(default)s)")
+    parser.add_argument("--url", help="the receiver's URL (default: this service, "
+                                      "http://127.0.0.1:$PORT/api/receivers/orders/entities)")
     parser.add_argument("--full", action="store_true",
                         help="a full sync: is_full, is_first, and a final empty is_last batch")
     parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--user", default=os.environ.get("SESAM_USER"),
-                        help="Basic-auth user (default $SESAM_USER); password from $SESAM_PASSWORD")
     parser.add_argument("--timeout", type=float, default=60.0)
     args = parser.parse_args(argv)
     entities = json.loads(args.file.read_text())
     if not isinstance(entities, list):
         print(f"{args.file}: not a JSON array of entities", file=sys.stderr)
         return 2
-    base, path = split_url(args.url)
-    sink = Sink(http_poster(base, args.user, os.environ.get("SESAM_PASSWORD"), args.timeout),
+    target = endpoint(args.url, "/api/receivers/orders/entities")
+    base, path = split_url(target.url)
+    sink = Sink(stop_on_401(http_poster(base, target.username, target.password, args.timeout)),
                 SinkConfig(path=path, batch_size=args.batch_size))
     try:
         result = sink.run(entities, full=args.full)
+    except Unauthorized:
+        print(target.unauthorized(), file=sys.stderr)
+        return 2
     except SinkFailed as error:
         print(f"push FAILED: {error}", file=sys.stderr)
         return 1

@@ -3,9 +3,9 @@ pull protocol, the entity model or the continuation flags) or a SHOULD (good pra
 this service's stricter policy); see rules.py. MUST failures fail the check; SHOULD ones
 warn, unless strict.
 
-    python -m tests.source_checker URL [--user U] [--strict] [--junit FILE] [--allow-writes]
+    python -m tests.source_checker [URL] [--strict] [--no-paging] [--junit FILE] [--allow-writes]
 
-The password is read from $SOURCE_PASSWORD, never from the command line.
+Credentials come from the environment (tests/support/credentials.py), never the command line.
 """
 from tests.source_checker.report import Report, check, junit, text
 

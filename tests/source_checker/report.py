@@ -25,6 +25,7 @@ class Report:
     strict: bool
     outcomes: list[Outcome]
     notes: list[str] = field(default_factory=list)
+    pages: bool = True  # whether the pipe sets page_size (reads with limit)
 
     def __getitem__(self, key: str) -> Outcome:
         return next(o for o in self.outcomes if o.rule.key == key)
@@ -43,17 +44,26 @@ class Report:
             for flag in outcome.rule.flags:
                 if outcome.status != PASS and not why[flag]:
                     why[flag] = f"{outcome.rule.key} {outcome.status}"
-        if not why[PAGE_SIZE]:
+        if not self.pages:
+            why[PAGE_SIZE] = "the pipe reads without paging"
+        elif not why[PAGE_SIZE]:
             others = [flag for flag in ALL_FLAGS[:3] if why[flag]]
             why[PAGE_SIZE] = f"needs {', '.join(others)}" if others else ""
         return why
 
 
-def check(target: Target, strict: bool = False, repeat: int = 3) -> Report:
-    """Check a source against every rule, in order (the write rules come last)."""
+def check(target: Target, strict: bool = False, repeat: int = 3, pages: bool = True) -> Report:
+    """Check a source against every rule, in order (the write rules come last). `pages`:
+    whether the pipe pages (sets page_size); without, a rule that only paging needs is not
+    judged. A finding that only repeats the cause of a failed rule it needs is reported
+    as not checked, naming that rule: one cause, one failure."""
     probe = Probe(target, repeat)
     outcomes = []
     for rule in RULES:
+        if not pages and rule.flags == (PAGE_SIZE,):
+            outcomes.append(Outcome(rule, NOT_CHECKED, "only a pipe that pages (page_size) "
+                                                       "depends on it, and this one does not"))
+            continue
         try:
             outcomes.append(Outcome(rule, PASS, rule.check(probe)))
         except Violation as violation:
@@ -64,7 +74,28 @@ def check(target: Target, strict: bool = False, repeat: int = 3) -> Report:
         except Exception as error:  # noqa: BLE001 (a source may answer what no rule foresaw)
             outcomes.append(Outcome(rule, FAIL, f"the check could not complete on what the "
                                                 f"source sent: {type(error).__name__}: {error}"))
-    return Report(target.pull_path, strict, outcomes)
+    return Report(target.pull_path, strict, _one_failure_per_cause(outcomes), pages=pages)
+
+
+def _one_failure_per_cause(outcomes: list[Outcome]) -> list[Outcome]:
+    by_key = {o.rule.key: o for o in outcomes}
+
+    def root_causes(key: str, seen: frozenset = frozenset()) -> set[str]:
+        """The failed rules at the bottom of what `key` needs (none: `key` stands alone)."""
+        causes: set[str] = set()
+        for need in by_key[key].rule.needs:
+            if need in by_key and need not in seen and by_key[need].status == FAIL:
+                causes |= root_causes(need, seen | {key}) or {need}
+        return causes
+
+    result = []
+    for o in outcomes:
+        causes = sorted(root_causes(o.rule.key)) if o.status in (FAIL, WARN) else []
+        if causes:
+            o = Outcome(o.rule, NOT_CHECKED, f"needs {' and '.join(causes)}, which failed: "
+                                             "fix that first, then check again")
+        result.append(o)
+    return result
 
 
 def text(report: Report) -> str:

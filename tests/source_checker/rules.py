@@ -43,14 +43,21 @@ class Rule:
     basis: str
     flags: tuple[str, ...]     # the pipe flags that are safe only while this rule holds
     check: Callable[[Probe], str]
+    # Rules whose failure makes this one's finding a repeat of that cause (report.py).
+    needs: tuple[str, ...] = ()
 
 
 RULES: list[Rule] = []
+ARRAY = ("json-array",)
+# Rules that compare reads with each other: a read that breaks, closes early or turns an
+# error into data makes them fail too, on the same cause.
+WHOLE_READS = (*ARRAY, "complete-reads", "no-empty-when-failing", "no-error-in-200")
 
 
-def rule(key: str, level: str, says: str, basis: str, flags: tuple[str, ...] = ()):
+def rule(key: str, level: str, says: str, basis: str, flags: tuple[str, ...] = (),
+         needs: tuple[str, ...] = ARRAY):
     def register(check: Callable[[Probe], str]) -> Callable[[Probe], str]:
-        RULES.append(Rule(key, level, says, basis, flags, check))
+        RULES.append(Rule(key, level, says, basis, flags, check, tuple(n for n in needs if n != key)))
         return check
     return register
 
@@ -58,7 +65,7 @@ def rule(key: str, level: str, says: str, basis: str, flags: tuple[str, ...] = (
 ALL_FLAGS = (SINCE, CHRONOLOGICAL, COMPARABLE, PAGE_SIZE)
 
 
-@rule("json-array", "MUST", "a GET of the URL answers 200 with a JSON array", PULL, ALL_FLAGS)
+@rule("json-array", "MUST", "a GET of the URL answers 200 with a JSON array", PULL, ALL_FLAGS, needs=())
 def json_array(probe: Probe) -> str:
     return f"{len(probe.first.require())} elements"
 
@@ -119,7 +126,8 @@ def ascending_updated(probe: Probe) -> str:
 
 
 @rule("since-exclusive", "MUST", "?since=X serves only the entities whose _updated sorts after "
-      "X, in order; never the one at X", PULL, (SINCE, CHRONOLOGICAL))
+      "X, in order; never the one at X", PULL, (SINCE, CHRONOLOGICAL),
+      needs=WHOLE_READS)
 def since_exclusive(probe: Probe) -> str:
     entities = probe.full()
     ordered = is_ascending(entities)
@@ -143,7 +151,8 @@ def since_exclusive(probe: Probe) -> str:
 
 
 @rule("limit-caps", "MUST", "?limit=N serves at most N entities: the first N of the full read, "
-      "or with since, the first N after it", PULL, (PAGE_SIZE,))
+      "or with since, the first N after it", PULL, (PAGE_SIZE,),
+      needs=(*WHOLE_READS, "since-exclusive"))
 def limit_caps(probe: Probe) -> str:
     entities = probe.full()
     for limit in sorted({1, 2, 3, 7, max(1, len(entities) - 1)}):
@@ -164,7 +173,8 @@ def limit_caps(probe: Probe) -> str:
 
 
 @rule("paging-reassembles", "MUST", "paging with limit, then since=<last _updated>&limit, until "
-      "an empty page, reassembles the full read for every page size", FLAGS, (PAGE_SIZE,))
+      "an empty page, reassembles the full read for every page size", FLAGS, (PAGE_SIZE,),
+      needs=(*WHOLE_READS, "since-exclusive", "limit-caps", "no-ties-at-page-cut"))
 def paging_reassembles(probe: Probe) -> str:
     entities = probe.sorted_full()
     prefix = min(len(entities), 60)
@@ -200,7 +210,8 @@ def page_through(probe: Probe, size: int, enough: int | None) -> tuple[list, str
 
 @rule("no-ties-at-page-cut", "MUST", "no two entities share an _updated where a page can end: "
       "with since exclusive, the rest of a tie cut by limit is lost", FLAGS,
-      (CHRONOLOGICAL, PAGE_SIZE))
+      (CHRONOLOGICAL, PAGE_SIZE),
+      needs=(*WHOLE_READS, "since-exclusive", "limit-caps"))
 def no_ties_at_page_cut(probe: Probe) -> str:
     entities = probe.sorted_full()
     starts = [i for i in range(len(entities) - 1)
@@ -255,7 +266,7 @@ def no_empty_when_failing(probe: Probe) -> str:
 
 
 @rule("no-error-in-200", "MUST", "an error comes with a 4xx/5xx status, never as text inside a "
-      "200 (Sesam reads a 200 as data)", PULL)
+      "200 (Sesam reads a 200 as data)", PULL, needs=())
 def no_error_in_200(probe: Probe) -> str:
     for read in probe.reads:
         if read.status != 200:
@@ -283,7 +294,7 @@ def error_text(read) -> str:
     return ""
 
 
-@rule("content-type-json", "SHOULD", "the Content-Type is application/json", POLICY)
+@rule("content-type-json", "SHOULD", "the Content-Type is application/json", POLICY, needs=())
 def content_type_json(probe: Probe) -> str:
     kind = probe.first.headers.get("content-type", "")
     if kind.split(";")[0].strip().lower() != "application/json":
@@ -381,7 +392,7 @@ def check_400(reads: list) -> str:
 
 
 @rule("bad-since-400", "SHOULD", "a since that cannot be an integer _updated is refused: 400 "
-      "with a JSON reason", POLICY)
+      "with a JSON reason", POLICY, needs=())
 def bad_since_400(probe: Probe) -> str:
     if isinstance(probe.full()[0]["_updated"], str):
         raise NotChecked("_updated is a string: any string may be a since")
@@ -389,24 +400,24 @@ def bad_since_400(probe: Probe) -> str:
 
 
 @rule("bad-limit-400", "SHOULD", "a limit that is not a positive integer is refused: 400 with "
-      "a JSON reason", POLICY)
+      "a JSON reason", POLICY, needs=())
 def bad_limit_400(probe: Probe) -> str:
     return check_400([probe.read(limit=value) for value in BAD_LIMIT])
 
 
 @rule("repeated-parameter-400", "SHOULD", "a repeated since or limit is refused: 400 with a "
-      "JSON reason", POLICY)
+      "JSON reason", POLICY, needs=())
 def repeated_parameter_400(probe: Probe) -> str:
     return check_400([probe.read(raw_query="since=1&since=2"),
                              probe.read(raw_query="limit=1&limit=2")])
 
 
 @rule("auth-enforced", "SHOULD", "without credentials, or with a wrong password, the source "
-      "answers 401 with a JSON reason", POLICY)
+      "answers 401 with a JSON reason", POLICY, needs=())
 def auth_enforced(probe: Probe) -> str:
     target = probe.target
     if not target.auth_configured:
-        raise NotChecked("no credentials given (--user)")
+        raise NotChecked("no credentials given (URL_USER, URL_PASSWORD)")
     wrong = []
     for name, transport in (("no credentials", target.anonymous),
                             ("a wrong password", target.wrong_password)):
@@ -428,7 +439,8 @@ WRITES_NEEDED = "needs this service's order API: give --allow-writes (it writes 
 
 
 @rule("write-shows-up", "SHOULD", "an order written through the API comes next after the last "
-      "offset, and nothing else does", POLICY)
+      "offset, and nothing else does", POLICY,
+      needs=WHOLE_READS)
 def write_shows_up(probe: Probe) -> str:
     write = probe.target.write
     if write is None:
@@ -445,7 +457,8 @@ def write_shows_up(probe: Probe) -> str:
 
 
 @rule("delete-is-tombstone", "SHOULD", "a deleted order comes as a tombstone (_deleted: true) "
-      "after the last offset", POLICY)
+      "after the last offset", POLICY,
+      needs=WHOLE_READS)
 def delete_is_tombstone(probe: Probe) -> str:
     write = probe.target.write
     if write is None:
