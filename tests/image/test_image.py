@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import itertools
@@ -16,8 +17,8 @@ import urllib.request
 
 import pytest
 
-from tests.image.containers import PASSWORD, USER, anonymous_memory_mb, docker, run_container
-from tests.support.servers import ROOT, basic_auth
+from tests.image.containers import HOST_NETWORK, PASSWORD, USER, anonymous_memory_mb, docker, run_container
+from tests.support.servers import ROOT, basic_auth, free_port
 
 LOAD = int(os.environ.get("IMAGE_TEST_ORDERS", "200000"))
 BATCH = 5_000
@@ -86,8 +87,8 @@ def test_without_credentials_the_image_refuses_to_start(image):
 def test_the_source_checker_passes_strictly_against_the_container(container):
     result = subprocess.run(
         [sys.executable, "-m", "tests.source_checker", f"{container.url}/api/orders",
-         "--user", USER, "--allow-writes", "--strict"],
-        cwd=ROOT, env={**os.environ, "SOURCE_PASSWORD": PASSWORD}, capture_output=True,
+         "--allow-writes", "--strict"],
+        cwd=ROOT, env={**os.environ, "URL_USER": USER, "URL_PASSWORD": PASSWORD}, capture_output=True,
         text=True, timeout=600, check=False)
     print(result.stdout[-600:])
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
@@ -203,7 +204,17 @@ def test_data_survives_a_restart_on_the_volume(image, container):
         docker("rm", "-f", again.id, check=False)
 
 
-def test_make_push_publishes_an_image_that_reads_back_right(engine):
+def readme_install_steps() -> list[str]:
+    """The README's install commands, as a user would paste them: every one runs up to
+    the node (nothing in this block needs one)."""
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"## Installing into a Sesam node\n.*?```sh\n(.*?)```", readme, re.DOTALL)[1]
+    return [line for line in block.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def test_the_readmes_install_steps_run_as_written_and_make_push_publishes_right(engine, tmp_path):
+    """run-image answers as Sesam calls it, make push publishes what reads back right, and
+    sesam-install adds the service to a node's config folder without touching the rest."""
     registry = os.environ.get("REGISTRY", "127.0.0.1:5000")
     try:
         urllib.request.urlopen(f"http://{registry}/v2/", timeout=5)
@@ -211,21 +222,56 @@ def test_make_push_publishes_an_image_that_reads_back_right(engine):
         if os.environ.get("REQUIRE_IMAGE_TESTS") == "1":
             pytest.fail(f"no registry at {registry}")
         pytest.skip(f"no registry at {registry} (set REGISTRY)")
-    image, tag = f"{registry}/orders-sesam-source", f"push-test-{int(time.time())}"
-    flags = "--network host" if os.environ.get("IMAGE_TEST_NETWORK") == "host" else ""
-    result = subprocess.run(["make", "--no-print-directory", "push", f"IMAGE={image}", f"TAG={tag}",
-                             "ALLOW_DIRTY=1", f"DOCKER_BUILD_FLAGS={flags}",
-                             "PYTEST_ARGS=-q -p no:cacheprovider"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=1200, check=False)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert " passed" in result.stdout  # make push ran the tests first
+    node = tmp_path / "node-config"
+    (node / "pipes").mkdir(parents=True)
+    (node / "pipes" / "crm-person-collect.conf.json").write_text('{"_id": "crm-person-collect"}')
+    (node / "prod-env.json").write_text('{"node-env": "prod", "crm-url": "https://crm"}')
+    tag = f"push-test-{int(time.time())}"
+    placeholders = {"<a long random password>": "readme-install-password",
+                    "<your registry>": registry, "<your node config>": str(node)}
+    script = ["set -euo pipefail"]
+    for line in readme_install_steps():
+        for placeholder, value in placeholders.items():
+            line = line.replace(placeholder, value)
+        assert "<" not in line.split("#")[0], f"a placeholder the test does not know: {line}"
+        script.append(line)
+    environment = {key: value for key, value in os.environ.items()
+                   if not key.startswith(("AUTH_", "URL_", "MAKE"))}
+    environment.update(PORT=str(free_port()), TAG=tag, ALLOW_DIRTY="1",  # not CI's registry port
+                       PYTEST_ARGS="-q -p no:cacheprovider")
+    if HOST_NETWORK:
+        environment.update(DOCKER_BUILD_FLAGS="--network host", RUN_IMAGE_ARGS="--host-network")
+    remembered = ROOT / ".service-port"
+    before = remembered.read_text() if remembered.exists() else None
+    try:
+        result = subprocess.run(["bash", "-c", "\n".join(script)], cwd=ROOT, env=environment,
+                                capture_output=True, text=True, timeout=1500, check=False)
+        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-3000:]
+        local = json.loads(docker("inspect", "orders-source-local").stdout)[0]
+    finally:
+        docker("rm", "--force", "orders-source-local", check=False)
+        if before is None:
+            remembered.unlink(missing_ok=True)
+        else:
+            remembered.write_text(before)
+    # make run-image: the bundled system's limits and environment, test profile
+    assert local["HostConfig"]["Memory"] == 128 * 2 ** 20 and local["HostConfig"]["NanoCpus"] == 25 * 10 ** 7
+    env = dict(item.split("=", 1) for item in local["Config"]["Env"])
+    assert env["LOAD_SAMPLE_ORDERS"] == "true" and env["THREADS"] == "8"
+    assert env["AUTH_PASSWORD"] == "readme-install-password"
+    # make check-source --strict against it, with the service's own credentials
+    assert ": PASSED" in result.stdout and " passed" in result.stdout  # make push ran the tests
+    # make push: what the registry holds
+    image = f"{registry}/orders-sesam-source"
     inspect = subprocess.run(["skopeo", "inspect", "--tls-verify=false", "--raw", "--config",
                               f"docker://{image}:{tag}"], capture_output=True, text=True, check=True)
     config = json.loads(inspect.stdout)["config"]
     assert config["User"] == "10001:10001"
     assert "5000/tcp" in config["ExposedPorts"]
     assert "service.healthcheck" in " ".join(config["Healthcheck"]["Test"])
-    tags = subprocess.run(["skopeo", "list-tags", "--tls-verify=false", f"docker://{image}"],
-                          capture_output=True, text=True, check=True)
-    assert tag in json.loads(tags.stdout)["Tags"]
-    print(f"pushed and read back {image}:{tag}")
+    # make sesam-install: ours added with the pushed reference, theirs untouched
+    variables = json.loads((node / "prod-env.json").read_text())
+    assert variables["orders-source-image"] == f"{image}:{tag}" and variables["crm-url"] == "https://crm"
+    assert (node / "pipes" / "crm-person-collect.conf.json").read_text() == '{"_id": "crm-person-collect"}'
+    assert (node / "systems" / "orders-source.conf.json").exists()
+    print(f"README install steps ran; pushed and read back {image}:{tag}")

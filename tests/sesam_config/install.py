@@ -48,6 +48,14 @@ def merged_variables(theirs: dict, profile: str, image: str) -> dict:
     return {**theirs, **ours, "node-env": node_env}
 
 
+def node_variables(profile: str, image: str) -> dict:
+    """This service's variables for a node; node-env only where it must be `test`."""
+    variables = merged_variables({}, profile, image)
+    if variables["node-env"] != TEST_NODE:
+        del variables["node-env"]
+    return variables
+
+
 def install(into: Path, profile: str, image: str) -> list[str]:
     """Write the files and the variables; return one line per file that changed."""
     env_path = into / f"{profile}-env.json"
@@ -70,11 +78,18 @@ def install(into: Path, profile: str, image: str) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.sesam_config.install",
                                      description=__doc__.splitlines()[0])
-    parser.add_argument("--into", type=Path, required=True, help="the node's config folder")
+    parser.add_argument("--into", type=Path, help="the node's config folder")
+    parser.add_argument("--print-variables", action="store_true",
+                        help="only print this service's variables as JSON, to set them on a node")
     parser.add_argument("--profile", required=True, choices=("prod", "test"),
                         help="which node: prod-env.json or test-env.json's variables")
     parser.add_argument("--image", required=True, help="the image reference the node pulls")
     args = parser.parse_args(argv)
+    if args.print_variables:
+        print(json.dumps(node_variables(args.profile, args.image), indent=2))
+        return 0
+    if args.into is None:
+        parser.error("--into is required")
     try:
         changed = install(args.into, args.profile, args.image)
     except (InstallRefused, ValueError) as error:

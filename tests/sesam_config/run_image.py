@@ -78,7 +78,7 @@ def wait_healthy(port: int, seconds: float = 90) -> bool:
         except OSError:
             pass
         if subprocess.run([DOCKER, "inspect", "-f", "{{.State.Running}}", NAME],
-                          capture_output=True, text=True).stdout.strip() != "true":
+                          capture_output=True, text=True, check=False).stdout.strip() != "true":
             return False
         time.sleep(0.5)
     return False
@@ -101,14 +101,15 @@ def main(argv: list[str] | None = None) -> int:
     system = json.loads((CONFIG / "systems" / f"{SYSTEM_ID}.conf.json").read_text())
     variables = json.loads((CONFIG / f"{args.profile}-env.json").read_text())
     port = int(os.environ.get("PORT") or 5000)
-    subprocess.run([DOCKER, "rm", "--force", NAME], capture_output=True)
+    subprocess.run([DOCKER, "rm", "--force", NAME], capture_output=True, check=False)
     started = subprocess.run(docker_run(system, variables, args.image, port, args.host_network),
-                             capture_output=True, text=True)
+                             capture_output=True, text=True, check=False)
     if started.returncode != 0:
         print(f"docker run failed: {started.stderr.strip()}", file=sys.stderr)
         return 1
     if not wait_healthy(port):
-        logs = subprocess.run([DOCKER, "logs", "--tail", "20", NAME], capture_output=True, text=True)
+        logs = subprocess.run([DOCKER, "logs", "--tail", "20", NAME], capture_output=True,
+                              text=True, check=False)
         print(f"{NAME} did not become healthy; its last log lines:\n{logs.stdout}{logs.stderr}",
               file=sys.stderr)
         return 1
