@@ -13,6 +13,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from service.config import DEFAULTS
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -47,7 +49,10 @@ def start_gunicorn(database_url: str, log_dir: Path, app: str | None = None,
     goes before the command (e.g. one that enters a cgroup and execs the rest);
     `new_session` gives it a process group of its own, for signals sent to the group."""
     port = free_port()
-    environment = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port),
+    # The service's own settings come from the test, never from the shell that runs it
+    # (a developer's AUTH_USERNAME, say, would turn every open test server into a locked one).
+    inherited = {key: value for key, value in os.environ.items() if key not in DEFAULTS}
+    environment = {**inherited, "HOST": "127.0.0.1", "PORT": str(port),
                    "DATABASE_URL": database_url, "WEB_CONCURRENCY": "2", "THREADS": "4",
                    "LOG_LEVEL": "INFO", "GRACEFUL_TIMEOUT": "20",
                    # The feed's periodic verification only where a test asks for it.
