@@ -4,28 +4,40 @@ from __future__ import annotations
 import json
 import logging
 import re
+import socket
+import threading
+from collections.abc import Callable
 from importlib import resources
+from typing import Any, Self, TypeVar
 
 from flask import Blueprint, Response, current_app, request
 from gunicorn.http.errors import ParseException
-from werkzeug.exceptions import BadRequest, NotFound, RequestEntityTooLarge, UnsupportedMediaType
+from werkzeug.exceptions import (BadRequest, NotFound, RequestEntityTooLarge, RequestTimeout,
+                                 UnsupportedMediaType)
 
 from .access_log import PULL_STATS, PullStats
+from .admission import Admission, Busy
 from .entities import InvalidEntity, parse_entities
 from .orders import InvalidOrder, parse_id, parse_json, parse_order, parse_orders
 from .params import parse_pull_params, parse_push_params
 from .serialize import dataset_headers, json_array
 from .store import Store, StoreError
+from .store.base import CHUNK_ROWS
 
 bp = Blueprint("api", __name__)
 log = logging.getLogger("service")
 JSON = "application/json"
 _ID_PATH = re.compile(r"[1-9][0-9]{0,18}")
+T = TypeVar("T")
 OPENAPI = resources.files(__package__).joinpath("openapi.json").read_bytes()
 
 
 def store() -> Store:
     return current_app.extensions["store"]
+
+
+def admission() -> Admission:
+    return current_app.extensions["admission"]
 
 
 @bp.get("/api/orders")
@@ -51,12 +63,25 @@ def pull_orders() -> Response:
         stream.close()
         raise
 
+    # A long pull (no limit, or more than a read of the store) holds its thread at the
+    # client's pace, so only so many at once; a page of up to CHUNK_ROWS is at most two
+    # reads (about 250 KB) and is not held to a place.
+    long = params.limit is None or params.limit > CHUNK_ROWS
+    try:
+        if long:
+            admission().long_pull()
+    except Busy:
+        stream.close()
+        raise
+
     def streamed_body():
         yield from json_array(chunks, stats.add)
         stats.complete = True
 
     response = Response(streamed_body(), mimetype=JSON, headers=headers)
     response.call_on_close(stream.close)
+    if long:
+        response.call_on_close(admission().end_long_pull)
     response.call_on_close(delivered)
     return response
 
@@ -79,9 +104,8 @@ def _on_delivered(stream, stats: PullStats):
 def receive_entities() -> Response:
     """Sesam's JSON push protocol: a batch of entities, in or out of a sequence."""
     push = parse_push_params(request.args.to_dict(flat=False))
-    body = _json_body()
     try:
-        pushes = parse_entities(body)
+        pushes = _parsed_body(parse_entities)
     except InvalidEntity as error:
         if push.is_full:
             store().protect(push, error.order_ids)
@@ -101,7 +125,8 @@ def get_order(order_id: str) -> Response:
 
 @bp.put("/api/orders/<order_id>")
 def put_order(order_id: str) -> Response:
-    order = parse_order(_json_body(), url_id=_path_id(order_id))
+    url_id = _path_id(order_id)
+    order = _parsed_body(lambda body: parse_order(body, url_id=url_id))
     created, _ = store().upsert_orders([order])
     return Response(store().get_order(order.id), status=201 if created else 200, mimetype=JSON)
 
@@ -116,7 +141,7 @@ def delete_order(order_id: str) -> Response:
 @bp.post("/api/orders")
 def upsert_orders() -> Response:
     """Create or replace many orders in one transaction: all or nothing."""
-    orders = parse_orders(_json_body())
+    orders = _parsed_body(parse_orders)
     created, updated = store().upsert_orders(orders)
     return _json_response({"created": created, "updated": updated})
 
@@ -144,10 +169,13 @@ def _path_id(raw: str) -> int:
     return parse_id(int(raw), "the order id in the URL")
 
 
-def _json_body():
+def _parsed_body(parse: Callable[[Any], T]) -> T:
+    """The JSON body, read and parsed (and freed) while holding a place at the body gate,
+    so a body waiting its turn stays in the socket, not in memory."""
     if request.mimetype != JSON:
         raise UnsupportedMediaType("send the body as application/json")
-    return parse_json(_whole_body(current_app.config["MAX_CONTENT_LENGTH"]))
+    with admission().body(request.content_length):
+        return parse(parse_json(_whole_body(current_app.config["MAX_CONTENT_LENGTH"])))
 
 
 def _whole_body(limit: int) -> bytes:
@@ -159,10 +187,17 @@ def _whole_body(limit: int) -> bytes:
     declared = request.content_length
     if declared is not None and declared > limit:
         raise RequestEntityTooLarge(f"the body is larger than {limit} bytes (MAX_BODY_BYTES)")
+    deadline = _BodyDeadline(request.environ.get("gunicorn.socket"),
+                             current_app.extensions["settings"].client_timeout_s)
     try:
-        body = request.environ["wsgi.input"].read(limit + 1 if declared is None else declared)
+        with deadline:
+            body = request.environ["wsgi.input"].read(limit + 1 if declared is None else declared)
     except (ParseException, OSError) as error:  # gunicorn's, for a malformed chunk; a client gone
+        if deadline.passed:
+            raise RequestTimeout(deadline.message) from error
         raise BadRequest("the request body is malformed or was cut off") from error
+    if deadline.passed:
+        raise RequestTimeout(deadline.message)
     if len(body) > limit:
         raise RequestEntityTooLarge(f"the body is larger than {limit} bytes (MAX_BODY_BYTES)")
     if declared is not None and len(body) < declared:
@@ -170,3 +205,31 @@ def _whole_body(limit: int) -> bytes:
                          "Content-Length declares")
     return body
 
+
+
+class _BodyDeadline:
+    """The whole body must arrive within the client timeout, however it trickles (the
+    socket's own timeout only bounds each wait): at the deadline the socket's reading side
+    is shut, so the read ends, and the request is answered 408."""
+
+    def __init__(self, sock, seconds: int) -> None:
+        self.sock, self.seconds, self.passed = sock, seconds, False
+        self.message = f"the request body did not arrive within {seconds} s (CLIENT_TIMEOUT_S)"
+        self._timer = threading.Timer(seconds, self._cut) if sock is not None else None
+
+    def _cut(self) -> None:
+        self.passed = True
+        try:
+            self.sock.shutdown(socket.SHUT_RD)
+        except OSError:
+            pass
+
+    def __enter__(self) -> Self:
+        if self._timer is not None:
+            self._timer.daemon = True
+            self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._timer is not None:
+            self._timer.cancel()

@@ -8,6 +8,7 @@ from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException, InternalServerError, Unauthorized
 
 from . import api
+from .admission import Admission, Busy
 from .access_log import REASON, REQUEST_ID, USER, AccessLog
 from .config import Settings, load_settings, redact_url
 from .logs import setup_logging
@@ -30,7 +31,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     workers: by gunicorn's master (gunicorn.conf.py), or by `python -m service prepare`."""
     settings = settings or load_settings()
     setup_logging(settings.log_level)
-    store = store or open_store(settings.database_url)
+    store = store or open_store(settings.database_url, settings.threads)
     if not settings.auth_enabled:
         log.warning("AUTH_USERNAME and AUTH_PASSWORD are not set (ALLOW_UNAUTHENTICATED): the "
                     "service is UNPROTECTED; anyone who can reach it can read and change every order")
@@ -39,6 +40,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.extensions["store"] = store
     app.extensions["settings"] = settings
+    app.extensions["admission"] = Admission(settings.threads)
     app.register_blueprint(api.bp)
     if settings.auth_enabled:
         app.before_request(_require_basic_auth)
@@ -87,6 +89,8 @@ def _error_response(error: Exception) -> Response:
                     extra={"since": error.since, "max_updated": error.identity.max_updated})
         status, name, message = 409, "since_ahead_of_store", str(error)
         details = {"since": error.since, "max_updated": error.identity.max_updated}
+    elif isinstance(error, Busy):
+        status, name, message = 503, "busy", str(error)
     elif isinstance(error, StoreUnavailable):
         log.error("store unavailable: %s", error, exc_info=error.__cause__ or error)
         status, name, message = 503, "unavailable", str(error)
@@ -111,5 +115,5 @@ def _error_response(error: Exception) -> Response:
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Basic realm="orders", charset="UTF-8"'
     if status == 503:
-        response.headers["Retry-After"] = "5"
+        response.headers["Retry-After"] = str(error.retry_after if isinstance(error, Busy) else 5)
     return response

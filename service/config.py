@@ -39,6 +39,9 @@ DEFAULTS = {
     # batch) keeps a worker well inside Sesam's 128 MB container.
     "MAX_BODY_BYTES": str(1024 * 1024),
     "GRACEFUL_TIMEOUT": "60",
+    # A client that sends its body, or takes the response, slower than this is cut off:
+    # no progress for this long, or a whole body not in within it.
+    "CLIENT_TIMEOUT_S": "30",
     "MIGRATE_ON_START": "true",
     # The end of a full sync from Sesam deletes what it did not send, but never more than
     # this share of the store, and nothing when it sent nothing (store/README.md).
@@ -72,6 +75,7 @@ class Settings:
     receiver_allow_empty_full_sync: bool = False
     verify_interval_s: int = 3600
     allow_unauthenticated: bool = False
+    client_timeout_s: int = 30
 
     @property
     def sweep_limits(self) -> SweepLimits:
@@ -122,6 +126,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         receiver_allow_empty_full_sync=_bool(env, "RECEIVER_ALLOW_EMPTY_FULL_SYNC"),
         verify_interval_s=_int(env, "VERIFY_INTERVAL_S", 0, 7 * 24 * 3600),
         allow_unauthenticated=_bool(env, "ALLOW_UNAUTHENTICATED"),
+        client_timeout_s=_int(env, "CLIENT_TIMEOUT_S", 1, 3600),
     )
 
 

@@ -13,6 +13,7 @@ from gunicorn import http
 from gunicorn.http.body import ChunkedReader, LengthReader
 from gunicorn.workers.gthread import ThreadWorker
 
+from service.config import load_settings
 from service.serialize import error_body
 
 # A request's head (its line and headers) must arrive within this, or the connection is
@@ -109,6 +110,7 @@ class StopListeningThreadWorker(ThreadWorker):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self.client_timeout = load_settings().client_timeout_s
         self.reading_heads: dict = {}  # connection -> when its head must be complete
         self.lingering: dict = {}  # connection -> when to stop reading before the close
 
@@ -180,7 +182,17 @@ class StopListeningThreadWorker(ThreadWorker):
             self.reading_heads[conn] = min(self.reading_heads[conn], deadline)
 
     def handle_request(self, req, conn) -> bool:
-        keepalive = super().handle_request(req, conn)
+        """Every wait on the client while a thread serves it (a read of its body, a write
+        of the response) ends after CLIENT_TIMEOUT_S without progress: a client that
+        stalls is cut off, and the thread is free again. The app logs a stream cut off
+        as such ("request: stream aborted"), so the timeout itself is not logged again."""
+        conn.sock.settimeout(self.client_timeout)
+        try:
+            keepalive = super().handle_request(req, conn)
+        except TimeoutError:
+            self.log.debug("a client stalled for %s s: connection cut off", self.client_timeout)
+            conn.body_left_unread = False
+            return False
         conn.body_left_unread = _body_left_unread(req)
         return keepalive and not conn.body_left_unread
 

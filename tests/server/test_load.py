@@ -29,7 +29,7 @@ def loaded(database_url):
 def test_incremental_pulls_under_load_while_writers_change_orders(loaded, tmp_path):
     if not shutil.which("wrk"):
         pytest.skip("wrk is not installed (apt-get install wrk)")
-    server = start_gunicorn(loaded, tmp_path, WEB_CONCURRENCY="2", THREADS="4", LOG_LEVEL="WARNING")
+    server = start_gunicorn(loaded, tmp_path, WEB_CONCURRENCY="2", THREADS="8", LOG_LEVEL="WARNING")
     sampler = MemorySampler(server.process.pid)
     api = http_target("gunicorn", f"{server.url}/api/orders", None, None, writable=True)
     stop, writes, write_errors = threading.Event(), [0], []
@@ -79,7 +79,7 @@ def test_incremental_pulls_under_load_while_writers_change_orders(loaded, tmp_pa
 
 
 def test_sigterm_during_full_syncs_finishes_them_refuses_new_ones_and_exits_0(loaded, tmp_path):
-    server = start_gunicorn(loaded, tmp_path, WEB_CONCURRENCY="2", THREADS="4", GRACEFUL_TIMEOUT="20")
+    server = start_gunicorn(loaded, tmp_path, WEB_CONCURRENCY="2", THREADS="8", GRACEFUL_TIMEOUT="20")
     bodies = []
 
     def slow_full_sync():

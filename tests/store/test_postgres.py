@@ -268,3 +268,14 @@ def test_a_write_that_loses_a_deadlock_with_another_program_is_run_again(pg_url)
     assert outcome == [(0, 2000)]
     assert {json.loads(store.get_order(i))["Username"] for i in (1, 1000, 2000)} == {"service"}
     store.close()
+
+
+@pytest.mark.parametrize("threads, connections", [(1, 2), (8, 9), (16, 17), (256, 32)])
+def test_the_pool_follows_the_thread_count_up_to_its_cap(pg_url, threads, connections):
+    """A thread per connection, one more for the verification, never more than MAX_POOL
+    (issue 24: beyond a fixed 8, streams waited 5 s and got 503)."""
+    any_store = open_store(pg_url, threads)
+    try:
+        assert any_store.pool.max_size == connections
+    finally:
+        any_store.close()
