@@ -5,7 +5,10 @@
 
 Needs root and the cgroup v1 controllers (tests/support/cgroup.py). The orders are loaded
 before the service starts, outside the limits; then the load of tests/support/sesam_load.py
-runs against gunicorn with the image's command inside them. It prints the figures as JSON.
+runs against gunicorn with the image's command inside them. Then the heavy and slow
+clients of tests/support/heavy_clients.py: 16 bodies of 1 MiB of the worst shape at once
+(the peak memory, the answers), and 8 stalled bodies with 8 pulls never read (the slowest
+/health or small pull meanwhile). It prints the figures as JSON.
 """
 from __future__ import annotations
 
@@ -13,11 +16,15 @@ import argparse
 import json
 import sys
 import tempfile
+import time
+from collections import Counter
 from pathlib import Path
 
 from tests.support.seeded_orders import orders
 from tests.support import cgroup
 from tests.support.databases import fresh_database, load_into, plain_sql
+from tests.support.heavy_clients import (PeakSampler, post_at_once, slowest_answer, stalled_body,
+                                        unread_pull, worst_shape_body)
 from tests.support.servers import basic_auth, start_gunicorn
 from tests.support.sesam_load import Client, LoadPlan, run_load
 
@@ -48,6 +55,7 @@ def measure(backend: str, count: int, workers: int, threads: int, plan: LoadPlan
                 client = Client(server.url, basic_auth(USER, PASSWORD))
                 report = run_load(client, plan, count, since, limits.anonymous_mb)
                 cpu = limits.cpu_seconds() - cpu_before
+                hostile = heavy_clients(server, limits)
             finally:
                 server.stop()
             log = server.log()
@@ -59,7 +67,26 @@ def measure(backend: str, count: int, workers: int, threads: int, plan: LoadPlan
             **report.summary(count), "server_cpu_s": round(cpu, 1), "oom_kills": oom_kills,
             "worker_timeouts": log.count("WORKER TIMEOUT"),
             "full_syncs": report.full_syncs, "batches": report.batches,
-            "refusals": report.refused[:20]}
+            "refusals": report.refused[:20], **hostile}
+
+
+def heavy_clients(server, limits: cgroup.SesamLimits) -> dict:
+    """What heavy and slow clients with credentials do to the service at the limits."""
+    auth = basic_auth(USER, PASSWORD)
+    with PeakSampler(limits.anonymous_mb) as memory:
+        answers = post_at_once(f"{server.url}/api/orders", worst_shape_body(), auth, 16)
+        time.sleep(1)
+    slow = [stalled_body(server.port, auth) for _ in range(8)] + \
+           [unread_pull(server.port, auth) for _ in range(8)]
+    try:
+        time.sleep(0.5)
+        slowest = slowest_answer(server.port, auth, 5.0)
+    finally:
+        for sock in slow:
+            sock.close()
+    return {"worst_bodies_peak_anonymous_mb": round(memory.peak, 1),
+            "worst_bodies_answers": dict(Counter(status for status, _ in answers)),
+            "slow_clients_slowest_health_or_small_pull_s": round(slowest, 2)}
 
 
 def main(argv: list[str] | None = None) -> int:
