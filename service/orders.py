@@ -14,6 +14,7 @@ BLANK = " \t\n\r"  # what makes a text empty, here and in the databases' CHECKs
 # A sum fits in 28 digits before and 10 after the point: generous for money, and it
 # keeps `1e999999999` from being expanded into a billion characters.
 MAX_INTEGER_DIGITS, MAX_FRACTION_DIGITS = 28, 10
+CONTAINER_BYTES = 16  # the fewest bytes per JSON array or object a body may have
 
 
 class InvalidOrder(ValueError):
@@ -21,7 +22,9 @@ class InvalidOrder(ValueError):
 
 
 def parse_json(body: bytes) -> Any:
-    """Parse a request body strictly: exact decimals, no NaN, no duplicate keys."""
+    """Parse a request body strictly: exact decimals, no NaN, no duplicate keys, and no
+    more arrays and objects than orders could need."""
+    _check_density(body)
     try:
         text = body.decode("utf-8")
         return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant,
@@ -32,6 +35,18 @@ def parse_json(body: bytes) -> Any:
         raise InvalidOrder("the body is nested too deeply") from error
     except ValueError as error:  # JSONDecodeError, and the hooks' errors
         raise InvalidOrder(f"the body is not valid JSON: {error}") from error
+
+
+def _check_density(body: bytes) -> None:
+    """Every array or object costs Python about 60 bytes however little JSON spells it: 1 MiB
+    of nested `[[[]]]` is 45 MB parsed, which Sesam's 128 MB cannot hold beside the rest.
+    An order is one object in some 70 bytes, and a Sesam entity a few in hundreds, so a
+    body with more than one per CONTAINER_BYTES bytes is refused before it is parsed (counted
+    in two passes over the bytes; brackets inside strings count too, erring on the safe side)."""
+    containers = body.count(b"[") + body.count(b"{")
+    if containers > len(body) // CONTAINER_BYTES + 64:
+        raise InvalidOrder(f"the body holds {containers} JSON arrays and objects in {len(body)} "
+                           f"bytes; orders need at most one per {CONTAINER_BYTES} bytes")
 
 
 def parse_order(value: Any, url_id: int | None = None, where: str = "") -> Order:

@@ -33,10 +33,8 @@ def test_one_thread_is_never_given_to_bodies_or_long_pulls_and_one_more_not_to_l
         admission.long_pull()
     with pytest.raises(Busy):
         admission.long_pull()  # THREADS - 2: a write still finds a place
-    with admission.body(100):
-        with pytest.raises(Busy):
-            with admission.body(100):  # THREADS - 1 in all: /health keeps a thread
-                pass
+    with admission.body(100), pytest.raises(Busy), admission.body(100):
+        pass  # THREADS - 1 in all: /health keeps a thread
     for _ in range(6):
         admission.end_long_pull()
     with admission.body(100):  # the places came back
@@ -48,7 +46,6 @@ def test_large_bodies_are_read_one_at_a_time():
     with admission.body(LARGE_BODY_BYTES + 1), admission.body(LARGE_BODY_BYTES):
         started = time.monotonic()
         admission.large_bodies.wait_s = 0.2
-        with pytest.raises(Busy):
-            with admission.body(None):  # chunked: of unknown length, so large
-                pass
+        with pytest.raises(Busy), admission.body(None):  # chunked: of unknown length, so large
+            pass
         assert time.monotonic() - started >= 0.15  # it waited its turn first

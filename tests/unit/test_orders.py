@@ -59,7 +59,7 @@ def test_missing_field_is_named():
 @pytest.mark.parametrize("body, message", [
     (b"{", "not valid JSON"), (b'{"a": NaN}', "not valid JSON"),
     (b'{"a": 1, "a": 2}', "more than once"), (b"\xff", "not UTF-8"),
-    (b"[" * 100_000, "nested too deeply|not valid JSON"),
+    (b"[" * 100_000, "arrays and objects"), (b"[" * 5_000 + b" " * 100_000, "nested too deeply|not valid JSON"),
 ])
 def test_parse_json_is_strict(body, message):
     with pytest.raises(InvalidOrder, match=message):
@@ -85,3 +85,19 @@ def test_a_repeated_key_among_many_is_found_in_linear_time(client):
     response = client.post("/api/orders", data=body, content_type="application/json")
     assert response.status_code == 400 and "'k59999' appears more than once" in response.get_json()["message"]
     assert time.monotonic() - started < 5
+
+
+def test_a_body_denser_in_arrays_and_objects_than_orders_is_refused_before_parsing():
+    """1 MiB of nested lists is 45 MB of Python objects: refused by counting brackets."""
+    import time
+    from service.orders import CONTAINER_BYTES, InvalidOrder, parse_json
+    from tests.support.heavy_clients import worst_shape_body
+    body = worst_shape_body()
+    started = time.perf_counter()
+    with pytest.raises(InvalidOrder, match=f"at most one per {CONTAINER_BYTES} bytes"):
+        parse_json(body)
+    assert time.perf_counter() - started < 0.05
+    # The densest orders there are, and small nested documents, still parse.
+    orders = b"[" + b",".join([b'{"id":1,"Username":"a","Orders":"b","TotalSum":1}'] * 20_000) + b"]"
+    assert len(parse_json(orders)) == 20_000
+    assert parse_json(b'[[[{"a": [1]}]]]') == [[[{"a": [1]}]]]
