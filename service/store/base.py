@@ -60,24 +60,65 @@ def new_uuid() -> str:
     return str(uuid.uuid4())
 
 
-class ChunkedReads:
-    """The reading loop both backends' streams share. A stream reads the store's identity
-    and its first chunk when it opens (in one snapshot); `_read()` reads the next chunk
-    (database errors already translated) and sets `exhausted` once the database holds
-    nothing more for the stream."""
+class ChunkSource(Protocol):
+    """A backend's side of one pull: its statements, all in one snapshot. What each read
+    asks for, and when the pull is done, is ChangeStream's to decide."""
 
-    exhausted = False
-    reached_end = False  # every change of the snapshot read, not cut short by the limit
+    def open(self, since: int, limit: int | None, rows: int,
+             one_statement: bool) -> tuple[StoreIdentity, bytes, int]:
+        """Read the store's identity and the first `rows` entities after `since` in one
+        snapshot that later reads share (when `one_statement`, the whole pull fits this
+        read, which needs no transaction then). Return the identity, the entities' JSON
+        texts joined by commas, and how many there are."""
+
+    def read(self, rows: int) -> tuple[bytes, int]:
+        """The next `rows` entities at most, as `open` returns them."""
+
+    def finish(self) -> None:
+        """The pull has all it asked for (its limit is used up): let the statement end."""
+
+    def close(self) -> None:
+        """Release the snapshot and the connection; safe to call more than once."""
+
+
+class ChangeStream:
+    """An open read of the change log, in ascending `_updated` order: how a pull reads,
+    whatever the backend. Opening it reads the store's identity and the first chunk, so a
+    database error is raised before any response is started; a pull that fits the first
+    read is one statement, and any longer one reads every chunk in the first one's snapshot."""
+
+    exhausted = False  # every entity of the stream is read: the rest needs no database
+    reached_end = False  # read to the end of its snapshot, not cut short by the limit
     _first: tuple[bytes, int] | None = None
-    identity: StoreIdentity
 
-    _left: int | None = None  # entities the limit still allows; None: no limit
+    def __init__(self, source: ChunkSource, since: int, limit: int | None):
+        self._source, self._left = source, limit  # _left: what the limit still allows
+        size = self._next_size(FIRST_CHUNK_ROWS)
+        try:
+            self.identity, text, count = source.open(
+                since, limit, size, one_statement=limit is not None and limit <= FIRST_CHUNK_ROWS)
+            if since > (self.identity.max_updated or 0):
+                # Handed out by another store (one lost or restored): say so, rather than
+                # answer an empty page.
+                raise SinceAhead(since, self.identity)
+            self._first = self._counted(text, count, size)
+        except BaseException:
+            source.close()
+            raise
 
-    @staticmethod
-    def fits_first_read(limit: int | None) -> bool:
-        """A pull that fits the first read is one statement, its own snapshot; any longer
-        one reads in a transaction, so every chunk comes from the first read's snapshot."""
-        return limit is not None and limit <= FIRST_CHUNK_ROWS
+    def chunks(self) -> Iterator[tuple[bytes, int]]:
+        """Yield (entity JSON texts joined by commas, as UTF-8, how many); raise StoreError
+        if the read breaks. No chunk is empty."""
+        chunk, self._first = self._first, None
+        while chunk is not None:
+            yield chunk
+            if self.exhausted:
+                return
+            size = self._next_size(CHUNK_ROWS)
+            chunk = self._counted(*self._source.read(size), size)
+
+    def close(self) -> None:
+        self._source.close()
 
     def _next_size(self, rows: int) -> int:
         """How many entities the next read asks for: a chunk, or what the limit leaves."""
@@ -90,24 +131,9 @@ class ChunkedReads:
             self._left -= count
         self.reached_end = count < size
         self.exhausted = self.reached_end or self._left == 0
+        if self.exhausted and not self.reached_end:
+            self._source.finish()
         return (text, count) if count else None
-
-    def _check_since(self, since: int) -> None:
-        """A `since` past everything the store ever committed was handed out by another
-        store (one lost or restored): say so, rather than answer an empty page."""
-        if since > (self.identity.max_updated or 0):
-            raise SinceAhead(since, self.identity)
-
-    def _read(self) -> tuple[bytes, int] | None:
-        raise NotImplementedError
-
-    def chunks(self) -> Iterator[tuple[bytes, int]]:
-        chunk, self._first = self._first, None
-        while chunk is not None:
-            yield chunk
-            if self.exhausted:
-                return
-            chunk = self._read()
 
 
 class StoreError(Exception):
@@ -163,31 +189,6 @@ class Restore:
     restore_uuid: str
     restore_offset: int | None
     next_updated_above: int
-
-
-class ChangeStream(Protocol):
-    """An open read of the change log, in ascending `_updated` order. Opening it reads
-    the first chunk, so a database error is raised before any response is started."""
-
-    def chunks(self) -> Iterator[tuple[bytes, int]]:
-        """Yield (entity JSON texts joined by commas, as UTF-8, how many); raise StoreError if the
-        read breaks. Entities come in ascending `_updated` order; no chunk is empty."""
-
-    @property
-    def exhausted(self) -> bool:
-        """Whether every entity of the stream has been read from the database already,
-        so the rest of `chunks()` needs neither the database nor the connection."""
-
-    @property
-    def reached_end(self) -> bool:
-        """Whether the stream read to the end of its snapshot (not cut by its limit)."""
-
-    def close(self) -> None:
-        """Release the cursor and connection; safe to call more than once."""
-
-    @property
-    def identity(self) -> StoreIdentity:
-        """The store's identity, read in the same snapshot as the stream."""
 
 
 class Store(Protocol):

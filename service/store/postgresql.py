@@ -17,9 +17,8 @@ from psycopg.rows import scalar_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from .base import (CHUNK_ROWS, FIRST_CHUNK_ROWS, RESTORE_MARGIN_US, BatchedLoads, ChunkedReads,
-                   Order, Restore, StoreIdentity, StoreRejected, StoreUnavailable, new_uuid,
-                   newer_schema_allows)
+from .base import (CHUNK_ROWS, RESTORE_MARGIN_US, BatchedLoads, ChangeStream, Order, Restore,
+                   StoreIdentity, StoreRejected, StoreUnavailable, new_uuid, newer_schema_allows)
 from .receiver import Receiver
 from .verify import Verifier
 
@@ -102,41 +101,37 @@ def _translated_errors() -> Iterator[None]:
         raise StoreUnavailable("the database failed") from error
 
 
-class PostgresChangeStream(ChunkedReads):
-    """The change log after `since` as one query, streamed: one statement is one
-    snapshot, and PostgreSQL sends rows while the previous chunk goes to the client
-    (flow control on the socket keeps memory flat however slowly the client reads)."""
+class PostgresChunks:
+    """One pull's reads (base.ChunkSource): the change log after `since` as one query,
+    streamed. One statement is one snapshot, and PostgreSQL sends rows while the previous
+    chunk goes to the client (flow control on the socket keeps memory flat however slowly
+    the client reads)."""
 
-    def __init__(self, pool: ConnectionPool, since: int, limit: int | None):
+    def __init__(self, pool: ConnectionPool):
         self._pool = pool
-        self._left = limit
         with _translated_errors():
             self._connection = pool.getconn(timeout=POOL_TIMEOUT_S)
         self._released = False
         self._rows: Generator[str, None, None] | None = None
-        try:
-            with _translated_errors():
-                # The stream manages its transaction itself, to save round trips.
-                self._connection.autocommit = True
-                if self.fits_first_read(limit):
-                    self._first = self._read_small_pull(since)
-                else:
-                    self._open_stream(since)
-            self._check_since(since)
-        except BaseException:
-            self.close()
-            raise
 
-    def _read_small_pull(self, since: int) -> tuple[bytes, int] | None:
+    def open(self, since: int, limit: int | None, rows: int,
+             one_statement: bool) -> tuple[StoreIdentity, bytes, int]:
+        with _translated_errors():
+            # The pull manages its transaction itself, to save round trips.
+            self._connection.autocommit = True
+            if one_statement:
+                return self._small_pull(since, rows)
+            identity = self._open_stream(since, limit)
+        return identity, *self.read(rows)
+
+    def _small_pull(self, since: int, rows: int) -> tuple[StoreIdentity, bytes, int]:
         """One statement, its own snapshot, so no transaction. It ends before any byte
         goes out, so the 30 s statement timeout is right for it."""
-        size = self._next_size(FIRST_CHUNK_ROWS)
-        row = self._connection.execute(SMALL_PULL_SQL, (since, size)).fetchone()
-        self.identity = _identity(row)
+        row = self._connection.execute(SMALL_PULL_SQL, (since, rows)).fetchone()
         entities, count = row[4:] if row else (None, 0)
-        return self._counted(entities.encode() if count else b"", count, size)
+        return _identity(row), entities.encode() if count else b"", count
 
-    def _open_stream(self, since: int) -> None:
+    def _open_stream(self, since: int, limit: int | None) -> StoreIdentity:
         """A read-only transaction whose statements share one snapshot (REPEATABLE READ),
         so the identity read first describes exactly what the query streams. Its query
         may run as long as the client takes to read it: Sesam's own read timeout bounds a
@@ -147,22 +142,23 @@ class PostgresChangeStream(ChunkedReads):
                        f"SET LOCAL statement_timeout = {STREAM_TIMEOUT_MS}; {IDENTITY_SQL}")
         cursor.nextset()  # past the results of BEGIN and SET
         cursor.nextset()
-        self.identity = _identity(cursor.fetchone())
+        identity = _identity(cursor.fetchone())
         rows = self._connection.cursor(row_factory=scalar_row)
         # A generator, typed as an iterator by psycopg: close() cancels the query.
         self._rows = cast(Generator[str, None, None],
-                          rows.stream(ENTITY_SQL, (since, self._left), size=STREAM_FETCH_ROWS))
-        self._first = self._read(FIRST_CHUNK_ROWS)
+                          rows.stream(ENTITY_SQL, (since, limit), size=STREAM_FETCH_ROWS))
+        return identity
 
-    def _read(self, rows: int = CHUNK_ROWS) -> tuple[bytes, int] | None:
-        size = self._next_size(rows)
+    def read(self, rows: int) -> tuple[bytes, int]:
         stream = self._rows if self._rows is not None else iter(())  # a small pull has none
         with _translated_errors():
-            entities = list(itertools.islice(stream, size))
-            chunk = self._counted(",".join(entities).encode(), len(entities), size)
-            if self.exhausted and len(entities) == size:
-                next(stream, None)  # the limit is reached: let the query end
-        return chunk
+            entities = list(itertools.islice(stream, rows))
+        return ",".join(entities).encode(), len(entities)
+
+    def finish(self) -> None:
+        if self._rows is not None:
+            with _translated_errors():
+                next(self._rows, None)  # past the last row: the query ends
 
     def close(self) -> None:
         if self._released:
@@ -307,8 +303,8 @@ class PostgresStore(BatchedLoads, Receiver, Verifier):
         with self._connection() as connection:
             connection.execute("SELECT count(*) FROM schema_version").fetchone()
 
-    def open_changes(self, since: int, limit: int | None) -> PostgresChangeStream:
-        return PostgresChangeStream(self.pool, since, limit)
+    def open_changes(self, since: int, limit: int | None) -> ChangeStream:
+        return ChangeStream(PostgresChunks(self.pool), since, limit)
 
     def record_restore(self, past: int = 0) -> Restore:
         with self._connection() as connection:

@@ -12,9 +12,8 @@ from pathlib import Path
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from .base import (CHUNK_ROWS, FIRST_CHUNK_ROWS, RESTORE_MARGIN_US, BatchedLoads, ChunkedReads,
-                   Order, Restore, StoreIdentity, StoreRejected, StoreUnavailable, new_uuid,
-                   newer_schema_allows)
+from .base import (RESTORE_MARGIN_US, BatchedLoads, ChangeStream, Order, Restore, StoreIdentity,
+                   StoreRejected, StoreUnavailable, new_uuid, newer_schema_allows)
 from .receiver import Receiver, T
 from .verify import Verifier
 
@@ -109,39 +108,40 @@ def _translated_errors() -> Iterator[None]:
         raise _unavailable(error) from error
 
 
-class SqliteChangeStream(ChunkedReads):
-    """Chunks of the change log, all read in one read transaction: a consistent snapshot."""
+class SqliteChunks:
+    """One pull's reads (base.ChunkSource): every chunk a statement after the last `_updated`
+    read, all in one read transaction, a consistent snapshot."""
 
-    def __init__(self, store: SqliteStore, connection: sqlite3.Connection, since: int,
-                 limit: int | None):
+    def __init__(self, store: SqliteStore, connection: sqlite3.Connection):
         self._store, self._connection, self._released = store, connection, False
-        self._since, self._left = since, limit
-        size = self._next_size(FIRST_CHUNK_ROWS)
+        self._since = 0
+
+    def open(self, since: int, limit: int | None, rows: int,
+             one_statement: bool) -> tuple[StoreIdentity, bytes, int]:
+        self._since = since
         with _translated_errors():
-            # A limit that fits the first read needs one statement, which is its own
-            # snapshot; anything longer reads in one transaction, started by its first read.
-            if not self.fits_first_read(limit):
-                connection.execute("BEGIN")
-            row = connection.execute(FIRST_CHUNK_SQL, {"since": since, "rows": size}).fetchone()
+            if not one_statement:  # the transaction starts with the first read
+                self._connection.execute("BEGIN")
+            row = self._connection.execute(FIRST_CHUNK_SQL, {"since": since, "rows": rows}).fetchone()
         max_updated, generation, restore_uuid, restore_offset = row[3:]
         if generation is None:
             raise StoreUnavailable("the database has no store identity; run the migration")
-        self.identity = StoreIdentity(generation, restore_uuid, restore_offset, max_updated)
-        self._check_since(since)
-        self._first = self._took(row[:3], size)
+        return StoreIdentity(generation, restore_uuid, restore_offset, max_updated), *self._took(row[:3])
 
-    def _read(self, rows: int = CHUNK_ROWS) -> tuple[bytes, int] | None:
-        size = self._next_size(rows)
+    def read(self, rows: int) -> tuple[bytes, int]:
         with _translated_errors():
-            row = self._connection.execute(CHUNK_SQL, {"since": self._since, "rows": size}).fetchone()
-        return self._took(row, size)
+            row = self._connection.execute(CHUNK_SQL, {"since": self._since, "rows": rows}).fetchone()
+        return self._took(row)
 
-    def _took(self, row: tuple, size: int) -> tuple[bytes, int] | None:
+    def _took(self, row: tuple) -> tuple[bytes, int]:
         text, last, count = row
-        if count:
-            self._since = last
-            text = _valid_utf8(text)
-        return self._counted(text, count, size)
+        if not count:
+            return b"", 0
+        self._since = last
+        return _valid_utf8(text), count
+
+    def finish(self) -> None:
+        pass  # each chunk is a statement of its own, ended when it was read
 
     def close(self) -> None:
         if not self._released:
@@ -324,13 +324,8 @@ class SqliteStore(BatchedLoads, Receiver, Verifier):
         files = [self.path, self.path.with_name(self.path.name + "-wal")]
         return any(file.exists() and not os.access(file, os.W_OK) for file in files)
 
-    def open_changes(self, since: int, limit: int | None) -> SqliteChangeStream:
-        connection = self._acquire()
-        try:
-            return SqliteChangeStream(self, connection, since, limit)
-        except BaseException:
-            self._release(connection)
-            raise
+    def open_changes(self, since: int, limit: int | None) -> ChangeStream:
+        return ChangeStream(SqliteChunks(self, self._acquire()), since, limit)
 
     def record_restore(self, past: int = 0) -> Restore:
         restore_uuid = new_uuid()
