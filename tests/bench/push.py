@@ -26,6 +26,7 @@ from pathlib import Path
 import psycopg
 
 from service.store import open_store
+from tests.bench.markdown import markdown_table
 from tests.bench.verify import bench_verify
 from tests.support import cgroup
 from tests.support.databases import fresh_database
@@ -209,18 +210,17 @@ def bench_push(count: int, backend: str, folder: Path, seed: int, sesam_limits: 
 
 
 def table(results: list[dict]) -> str:
-    header = ("| backend | orders | limits | entities/s | s | sweep s | CPU-s per M | peak PSS MB "
-              "| cgroup anon MB | incremental p50 / max s |")
-    lines = [header, "|" + "---|" * 10]
+    rows = []
     for r in results:
         anonymous = r.get("cgroup_anonymous_peak_mb")
         incremental = "-" if r["incremental_p50_s"] is None else \
             f"{r['incremental_p50_s']:.3f} / {r['incremental_max_s']:.3f}"
-        lines.append(f"| {r['backend']} | {r['orders']:,} | {'128 MB, 0.25 CPU' if r['sesam_limits'] else '-'} "
-                     f"| {r['entities_per_s']:,.0f} | {r['seconds']:.1f} | {r['sweep_seconds']:.2f} "
-                     f"| {r['cpu_per_million']:.1f} | {r['peak_pss_mb']:.0f} "
-                     f"| {'-' if anonymous is None else f'{anonymous:.0f}'} | {incremental} |")
-    return "\n".join(lines)
+        rows.append([r["backend"], f"{r['orders']:,}", "128 MB, 0.25 CPU" if r["sesam_limits"] else "-",
+                     f"{r['entities_per_s']:,.0f}", f"{r['seconds']:.1f}", f"{r['sweep_seconds']:.2f}",
+                     f"{r['cpu_per_million']:.1f}", f"{r['peak_pss_mb']:.0f}",
+                     "-" if anonymous is None else f"{anonymous:.0f}", incremental])
+    return markdown_table(["backend", "orders", "limits", "entities/s", "s", "sweep s", "CPU-s per M",
+                           "peak PSS MB", "cgroup anon MB", "incremental p50 / max s"], rows)
 
 
 def verdict(results: list[dict]) -> str:

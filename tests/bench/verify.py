@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 from service.store import open_store
+from tests.bench.markdown import markdown_table
 from tests.support.databases import plain_sql
 from tests.support.memory import cpu_seconds, process_tree
 
@@ -60,14 +61,12 @@ def bench_verify(url: str, backend: str, count: int) -> dict:
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| backend | orders | verify s | CPU-s per M | 1% repaired: s | CPU-s per M | differences |",
-             "|---|---|---|---|---|---|---|"]
-    for r in results:
-        clean, repair = r["clean"], r["repair"]
-        lines.append(f"| {r['backend']} | {r['orders']:,} | {clean['seconds']:.2f} | "
-                     f"{clean['cpu_per_million']:.2f} | {repair['seconds']:.2f} | "
-                     f"{repair['cpu_per_million']:.2f} | {repair['differences']:,} |")
-    return "\n".join(lines)
+    rows = [[r["backend"], f"{r['orders']:,}", f"{r['clean']['seconds']:.2f}",
+             f"{r['clean']['cpu_per_million']:.2f}", f"{r['repair']['seconds']:.2f}",
+             f"{r['repair']['cpu_per_million']:.2f}", f"{r['repair']['differences']:,}"]
+            for r in results]
+    return markdown_table(["backend", "orders", "verify s", "CPU-s per M", "1% repaired: s",
+                           "CPU-s per M", "differences"], rows)
 
 
 def verdict(results: list[dict]) -> str:
