@@ -13,11 +13,12 @@ thread is free again in a moment.
 
 Large bodies (over LARGE_BODY_BYTES, or of unknown length) have a gate of their own
 within that: one at a time in a worker is read and parsed. Its parse is the memory peak
-(1 MiB of nested lists, the worst shape measured, is 45 MB of Python objects), and two at
-once would not fit Sesam's 128 MB; the smaller bodies that may run beside it cost under
-3 MB each at worst. One more large body may wait up to LARGE_BODY_WAIT_S for its turn
-(two writers of large batches at once are normal, and a parse at a quarter core takes
-seconds); any other gets 503.
+(1 MiB of decimals is 29 MB of Python objects, the worst shape that orders.py lets
+through; nested lists were 45 MB before it refused bodies so dense in arrays and
+objects), and two at once would not fit Sesam's 128 MB beside the rest; the smaller
+bodies that may run beside it cost under 2 MB each at worst. One more large body may
+wait up to LARGE_BODY_WAIT_S for its turn (two writers of large batches at once are
+normal, and a parse at a quarter core takes seconds); any other gets 503.
 """
 from __future__ import annotations
 
