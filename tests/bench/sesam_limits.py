@@ -6,8 +6,9 @@
 Needs root and the cgroup v1 controllers (tests/support/cgroup.py). The orders are loaded
 before the service starts, outside the limits; then the load of tests/support/sesam_load.py
 runs against gunicorn with the image's command inside them. Then the heavy and slow
-clients of tests/support/heavy_clients.py: 16 bodies of 1 MiB of the worst shape at once
-(the peak memory, the answers), and 8 stalled bodies with 8 pulls never read (the slowest
+clients of tests/support/heavy_clients.py: 16 bodies of 1 MiB of the worst shape at once,
+the densest the service parses, then 16 of nested lists, which it refuses unparsed (the
+peak memory, the answers), and 8 stalled bodies with 8 pulls never read (the slowest
 /health or small pull meanwhile). It prints the figures as JSON.
 """
 from __future__ import annotations
@@ -23,8 +24,9 @@ from pathlib import Path
 from tests.support.seeded_orders import orders
 from tests.support import cgroup
 from tests.support.databases import fresh_database, load_into, plain_sql
-from tests.support.heavy_clients import (PeakSampler, post_at_once, slowest_answer, stalled_body,
-                                        unread_pull, worst_shape_body)
+from tests.support.heavy_clients import (PeakSampler, nested_lists_body, post_at_once,
+                                        slowest_answer, stalled_body, unread_pull,
+                                        worst_shape_body)
 from tests.support.servers import basic_auth, start_gunicorn
 from tests.support.sesam_load import Client, LoadPlan, run_load
 
@@ -75,6 +77,7 @@ def heavy_clients(server, limits: cgroup.SesamLimits) -> dict:
     auth = basic_auth(USER, PASSWORD)
     with PeakSampler(limits.anonymous_mb) as memory:
         answers = post_at_once(f"{server.url}/api/orders", worst_shape_body(), auth, 16)
+        answers += post_at_once(f"{server.url}/api/orders", nested_lists_body(), auth, 16)
         time.sleep(1)
     slow = [stalled_body(server.port, auth) for _ in range(8)] + \
            [unread_pull(server.port, auth) for _ in range(8)]
@@ -84,7 +87,7 @@ def heavy_clients(server, limits: cgroup.SesamLimits) -> dict:
     finally:
         for sock in slow:
             sock.close()
-    return {"worst_bodies_peak_anonymous_mb": round(memory.peak, 1),
+    return {"worst_bodies_peak_anonymous_mb": round(memory.peak, 1),  # 16 decimals, 16 nested
             "worst_bodies_answers": dict(Counter(status for status, _ in answers)),
             "slow_clients_slowest_health_or_small_pull_s": round(slowest, 2)}
 

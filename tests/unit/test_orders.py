@@ -91,8 +91,8 @@ def test_a_body_denser_in_arrays_and_objects_than_orders_is_refused_before_parsi
     """1 MiB of nested lists is 45 MB of Python objects: refused by counting brackets."""
     import time
     from service.orders import CONTAINER_BYTES, InvalidOrder, parse_json
-    from tests.support.heavy_clients import worst_shape_body
-    body = worst_shape_body()
+    from tests.support.heavy_clients import nested_lists_body
+    body = nested_lists_body()
     started = time.perf_counter()
     with pytest.raises(InvalidOrder, match=f"at most one per {CONTAINER_BYTES} bytes"):
         parse_json(body)
