@@ -4,11 +4,9 @@ from __future__ import annotations
 import json
 import logging
 import re
-import socket
-import threading
 from collections.abc import Callable
 from importlib import resources
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 from flask import Blueprint, Response, current_app, request
 from gunicorn.http.errors import ParseException
@@ -17,6 +15,7 @@ from werkzeug.exceptions import (BadRequest, NotFound, RequestEntityTooLarge, Re
 
 from .access_log import PULL_STATS, PullStats
 from .admission import Admission, Busy
+from .deadline import BodyDeadline
 from .entities import InvalidEntity, parse_entities
 from .orders import InvalidOrder, parse_id, parse_json, parse_order, parse_orders
 from .params import parse_pull_params, parse_push_params
@@ -187,17 +186,17 @@ def _whole_body(limit: int) -> bytes:
     declared = request.content_length
     if declared is not None and declared > limit:
         raise RequestEntityTooLarge(f"the body is larger than {limit} bytes (MAX_BODY_BYTES)")
-    deadline = _BodyDeadline(request.environ.get("gunicorn.socket"),
-                             current_app.extensions["settings"].client_timeout_s)
+    seconds = current_app.extensions["settings"].client_timeout_s
+    deadline = BodyDeadline(request.environ.get("gunicorn.socket"), seconds)
     try:
         with deadline:
             body = request.environ["wsgi.input"].read(limit + 1 if declared is None else declared)
     except (ParseException, OSError) as error:  # gunicorn's, for a malformed chunk; a client gone
         if deadline.passed:
-            raise RequestTimeout(deadline.message) from error
+            raise RequestTimeout(_too_slow(seconds)) from error
         raise BadRequest("the request body is malformed or was cut off") from error
     if deadline.passed:
-        raise RequestTimeout(deadline.message)
+        raise RequestTimeout(_too_slow(seconds))
     if len(body) > limit:
         raise RequestEntityTooLarge(f"the body is larger than {limit} bytes (MAX_BODY_BYTES)")
     if declared is not None and len(body) < declared:
@@ -206,30 +205,5 @@ def _whole_body(limit: int) -> bytes:
     return body
 
 
-
-class _BodyDeadline:
-    """The whole body must arrive within the client timeout, however it trickles (the
-    socket's own timeout only bounds each wait): at the deadline the socket's reading side
-    is shut, so the read ends, and the request is answered 408."""
-
-    def __init__(self, sock, seconds: int) -> None:
-        self.sock, self.seconds, self.passed = sock, seconds, False
-        self.message = f"the request body did not arrive within {seconds} s (CLIENT_TIMEOUT_S)"
-        self._timer = threading.Timer(seconds, self._cut) if sock is not None else None
-
-    def _cut(self) -> None:
-        self.passed = True
-        try:
-            self.sock.shutdown(socket.SHUT_RD)
-        except OSError:
-            pass
-
-    def __enter__(self) -> Self:
-        if self._timer is not None:
-            self._timer.daemon = True
-            self._timer.start()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+def _too_slow(seconds: int) -> str:
+    return f"the request body did not arrive within {seconds} s (CLIENT_TIMEOUT_S)"
