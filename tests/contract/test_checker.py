@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,14 +16,14 @@ from tests.source_checker import check, text
 from tests.source_checker.report import FAIL, NOT_CHECKED, PASS, WARN
 from tests.source_checker.rules import RULES
 from tests.support.targets import http_target
+from tests.support.credentials import tool_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 LEVEL = {rule.key: rule.level for rule in RULES}
 
 
 def run_checker(*args: str, user: str | None = None, password: str | None = None) -> subprocess.CompletedProcess:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("URL_", "AUTH_"))}
-    env.update({"URL_USER": user or "", "URL_PASSWORD": password or ""})
+    env = tool_environment(URL_USER=user or "", URL_PASSWORD=password or "")
     return subprocess.run([sys.executable, "-m", "tests.source_checker", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120, check=False)
 

@@ -5,24 +5,21 @@ cause (issue 26)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 
 import pytest
 
 from tests.contract.broken_sources import Source, serving
 from tests.support.servers import ROOT, start_gunicorn
+from tests.support.credentials import tool_environment
 
 USER, PASSWORD = "sesam", "tools-test-password"
 
 
 def make(*args: str, **env: str) -> subprocess.CompletedProcess:
     """`make -s <args>` with a clean slate of credentials, plus `env`."""
-    environment = {key: value for key, value in os.environ.items()
-                   if not key.startswith(("AUTH_", "URL_", "MAKE"))}
-    environment.update(env)
     return subprocess.run(["make", "--no-print-directory", "-s", *args, f"VENV={ROOT}/.venv"],
-                          cwd=ROOT, env=environment, capture_output=True, text=True, timeout=300,
+                          cwd=ROOT, env=tool_environment(**env), capture_output=True, text=True, timeout=300,
                           check=False)
 
 

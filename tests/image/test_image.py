@@ -19,6 +19,7 @@ import pytest
 
 from tests.image.containers import HOST_NETWORK, PASSWORD, USER, anonymous_memory_mb, docker, run_container
 from tests.support.servers import ROOT, basic_auth, free_port
+from tests.support.credentials import tool_environment
 
 LOAD = int(os.environ.get("IMAGE_TEST_ORDERS", "200000"))
 BATCH = 5_000
@@ -235,10 +236,8 @@ def test_the_readmes_install_steps_run_as_written_and_make_push_publishes_right(
             line = line.replace(placeholder, value)
         assert "<" not in line.split("#")[0], f"a placeholder the test does not know: {line}"
         script.append(line)
-    environment = {key: value for key, value in os.environ.items()
-                   if not key.startswith(("AUTH_", "URL_", "MAKE"))}
-    environment.update(PORT=str(free_port()), TAG=tag, ALLOW_DIRTY="1",  # not CI's registry port
-                       PYTEST_ARGS="-q -p no:cacheprovider")
+    environment = tool_environment(PORT=str(free_port()), TAG=tag, ALLOW_DIRTY="1",  # not CI's registry port
+                                   PYTEST_ARGS="-q -p no:cacheprovider")
     if HOST_NETWORK:
         environment.update(DOCKER_BUILD_FLAGS="--network host", RUN_IMAGE_ARGS="--host-network")
     remembered = ROOT / ".service-port"

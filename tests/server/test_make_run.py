@@ -9,6 +9,7 @@ import time
 import urllib.request
 
 from tests.support.servers import ROOT, free_port
+from tests.support.credentials import tool_environment
 
 
 def fresh_copy(folder):
@@ -26,8 +27,7 @@ def fresh_copy(folder):
 def test_the_first_make_run_installs_only_the_service_and_the_tools_find_its_port(tmp_path):
     clone = fresh_copy(tmp_path / "clone")
     port = free_port()
-    environment = {key: value for key, value in os.environ.items()
-                   if not key.startswith(("AUTH_", "URL_", "MAKE", "PORT", "VIRTUAL_ENV"))}
+    environment = tool_environment("PORT", "VIRTUAL_ENV")
     started = time.monotonic()
     run = subprocess.Popen(["make", "run", f"PORT={port}"], cwd=clone, env=environment,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)

@@ -43,3 +43,14 @@ def endpoint(url: str | None, own_path: str, environ: Mapping[str, str] | None =
     port = env.get("PORT") or "5000"
     return Endpoint(f"http://127.0.0.1:{port}{own_path}", env.get("AUTH_USERNAME") or None,
                     env.get("AUTH_PASSWORD"), "AUTH_USERNAME", "AUTH_PASSWORD")
+
+
+def tool_environment(*dropped: str, **extra: str) -> dict[str, str]:
+    """This process's environment for running a tool (or make) in a test: without any
+    credentials of the shell that runs the tests (AUTH_*, URL_*), without make's own
+    variables (a make that runs the tests passes MAKEFLAGS down), without the variables
+    whose names start with `dropped`; then `extra` on top."""
+    prefixes = ("AUTH_", "URL_", "MAKE", *dropped)
+    environment = {key: value for key, value in os.environ.items() if not key.startswith(prefixes)}
+    environment.update(extra)
+    return environment
