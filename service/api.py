@@ -66,12 +66,12 @@ def pull_orders() -> Response:
     # client's pace, so only so many at once; a page of up to CHUNK_ROWS is at most two
     # reads (about 250 KB) and is not held to a place.
     long = params.limit is None or params.limit > CHUNK_ROWS
-    try:
-        if long:
+    if long:
+        try:
             admission().long_pull()
-    except Busy:
-        stream.close()
-        raise
+        except Busy:
+            stream.close()
+            raise
 
     def streamed_body():
         yield from json_array(chunks, stats.add)
