@@ -9,7 +9,6 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Protocol, TypeVar
@@ -144,15 +143,16 @@ class ReceiverTx(Protocol):
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         ...
 
-    def run(self, sql: str, params: Sequence[Any] = ()) -> int:
-        """Execute; return the rows it changed."""
+    def run(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """Execute a statement whose result is not read: a backend may send it with what
+        follows (PostgreSQL pipelines a request's statements: a round trip where a read
+        needs its answer, and one at the end)."""
+
+    def count(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Execute; return the rows it changed (a round trip of its own)."""
 
     def upsert(self, orders: list[Order]) -> None:
-        ...
-
-    def batch(self) -> AbstractContextManager[None]:
-        """Statements whose results are not read, sent together where the database
-        allows (a PostgreSQL pipeline: one round trip)."""
+        """Write the orders (their result is not read, as with `run`)."""
 
 
 class Receiver:
@@ -241,10 +241,9 @@ def _receive(tx: ReceiverTx, request: PushRequest, pushes: list[Push],
         state.status, state.ended, state.swept = "ended", now, swept
         tx.run("DELETE FROM push_seen")
         log.info("full sync ended", extra={"sequence_id": state.sequence_id, **_summary(state)})
-    with tx.batch():  # the usual request's last writes, in one round trip
-        if request.is_full and not request.is_last:
-            _mark_seen(tx, [push.order_id for push in pushes])
-        tx.run(SAVE_STATE_SQL, (kind, state.to_json()))
+    if request.is_full and not request.is_last:
+        _mark_seen(tx, [push.order_id for push in pushes])
+    tx.run(SAVE_STATE_SQL, (kind, state.to_json()))
     return PushResult(counts, swept=swept)
 
 
@@ -349,7 +348,7 @@ def _sweep(tx: ReceiverTx, state: SequenceState, limits: SweepLimits) -> int:
             "was deleted (raise it to allow this sync)")
     if not doomed:
         return 0
-    return tx.run(f"DELETE FROM orders WHERE id IN ({SWEEP_SELECT})", bounds)
+    return tx.count(f"DELETE FROM orders WHERE id IN ({SWEEP_SELECT})", bounds)
 
 
 def _end_refused(tx: ReceiverTx, request: PushRequest, message: str) -> None:

@@ -6,7 +6,7 @@ import logging
 import os
 import queue
 import sqlite3
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -165,15 +165,14 @@ class SqliteTx:
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         return self.connection.execute(sql, params).fetchall()
 
-    def run(self, sql: str, params: Sequence[Any] = ()) -> int:
+    def run(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self.connection.execute(sql, params)
+
+    def count(self, sql: str, params: Sequence[Any] = ()) -> int:
         return self.connection.execute(sql, params).rowcount
 
     def upsert(self, orders: list[Order]) -> None:
         self.connection.executemany(UPSERT_SQL, map(_row, orders))
-
-    @staticmethod
-    def batch() -> AbstractContextManager[None]:
-        return nullcontext()  # in process: no round trips to save
 
     # The expected entity is built as next_entities builds it, with the change's own seq.
     ORDER_DIFFS_SQL = """SELECT d.id, c.entity IS NULL

@@ -12,7 +12,7 @@ import pytest
 from service.store import Order
 from tests.sesam_emulator import Pipe, http_transport
 from tests.sesam_emulator.sink import Sink, SinkConfig, SinkFailed, http_poster
-from tests.support.databases import live_orders, load_into, plain_sql
+from tests.support.databases import live_orders, load_into, plain_sql, wait_until_delivered
 from tests.support.servers import kill_tree, start_gunicorn
 
 pytestmark = pytest.mark.slow
@@ -34,6 +34,7 @@ def test_two_instances_take_alternate_requests_of_one_sequence(database_url, bac
     servers = [start_gunicorn(database_url, tmp_path, WEB_CONCURRENCY="1") for _ in range(2)]
     try:
         Pipe(http_transport(f"{servers[0].url}/")).run()  # Sesam has seen the store
+        wait_until_delivered(database_url)
         posters = itertools.cycle([http_poster(f"{server.url}/") for server in servers])
         used = []
 
@@ -63,6 +64,7 @@ def test_kill_9_during_the_sweep_deletes_all_or_nothing(database_url, backend, t
     with plain_sql(database_url) as blocker, plain_sql(database_url) as observer:
         try:
             Pipe(http_transport(f"{server.url}/")).run()
+            wait_until_delivered(database_url)
             post = http_poster(f"{server.url}/")
             sequence = Sink(post, SinkConfig(batch_size=10))
             # The sequence sends 1..30; its last (empty) request sweeps 31..40 and is

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 import urllib.parse
 import uuid
 from contextlib import contextmanager
@@ -75,6 +76,23 @@ def plain_sql(database_url: str):
 
     with psycopg.connect(database_url, autocommit=True) as connection:
         yield Adapter(connection)
+
+
+def wait_until_delivered(database_url: str, timeout: float = 10) -> None:
+    """Wait until the service has recorded that a pull delivered the whole feed. It
+    records that once the response is sent, so a client that pushes right after its
+    pull can be faster, and a full sync would then (rightly) sweep nothing."""
+    deadline = time.monotonic() + timeout
+    with plain_sql(database_url) as connection:
+        while True:
+            delivered, newest = connection.execute(
+                "SELECT (SELECT max_updated FROM feed_delivered), "
+                "(SELECT coalesce(max(seq), 0) FROM changes)").fetchone()
+            if delivered >= newest:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the feed was delivered up to {delivered}, not {newest}")
+            time.sleep(0.02)
 
 
 def live_orders(database_url: str) -> dict[str, tuple]:
