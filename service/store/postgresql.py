@@ -20,7 +20,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from .base import (CHUNK_ROWS, RESTORE_MARGIN_US, BatchedLoads, ChangeStream, Order, Restore,
                    StoreIdentity, StoreRejected, StoreUnavailable, new_uuid, newer_schema_allows)
 from .receiver import Receiver
-from .verify import Verifier
+from .verify import ORDER_DIFFS_SQL, Verifier
 
 log = logging.getLogger("service")
 TRIGGERS = ("orders_track_delete", "orders_track_insert", "orders_track_truncate",
@@ -29,19 +29,23 @@ TRIGGER_STATES = {"O": "firing only in the origin role (ENABLE TRIGGER)",
                   "D": "disabled", "R": "firing only in the replica role"}
 # A fresh change for each order: its entity as the table holds it, or a tombstone; under
 # lock_changes(), which the verification takes first (schema_postgresql.sql).
-RECORD_LIVE_SQL = """INSERT INTO changes (seq, order_id, entity)
-SELECT seq, id, change_entity(seq, id, document)
-FROM (SELECT nextval('change_seq') AS seq, o.id, order_document(o) AS document
-      FROM orders o WHERE o.id = ANY(%s::bigint[])) AS numbered
-ON CONFLICT ON CONSTRAINT changes_order_id_key DO UPDATE SET seq = excluded.seq, entity = excluded.entity"""
-RECORD_TOMBSTONES_SQL = """INSERT INTO changes (seq, order_id, entity)
-SELECT seq, id, change_entity(seq, id, NULL)
-FROM (SELECT nextval('change_seq') AS seq, id FROM unnest(%s::bigint[]) AS id) AS numbered
-ON CONFLICT ON CONSTRAINT changes_order_id_key DO UPDATE SET seq = excluded.seq, entity = excluded.entity"""
+RECORD_CHANGES = """INSERT INTO changes (seq, order_id, entity, username, orders, total_sum)
+{select}
+ON CONFLICT ON CONSTRAINT changes_order_id_key DO UPDATE SET seq = excluded.seq,
+entity = excluded.entity, username = excluded.username, orders = excluded.orders,
+total_sum = excluded.total_sum"""
+RECORD_LIVE_SQL = RECORD_CHANGES.format(select="""SELECT seq, id, change_entity(seq, id, document),
+    username, orders, total_sum
+FROM (SELECT nextval('change_seq') AS seq, o.id, order_document(o) AS document, o.username,
+             o.orders, o.total_sum::text AS total_sum
+      FROM orders o WHERE o.id = ANY(%s::bigint[])) AS numbered""")
+RECORD_TOMBSTONES_SQL = RECORD_CHANGES.format(select="""SELECT seq, id, change_entity(seq, id, NULL),
+    NULL, NULL, NULL
+FROM (SELECT nextval('change_seq') AS seq, id FROM unnest(%s::bigint[]) AS id) AS numbered""")
 
 # 2: changes recorded per statement, set-based; 3: `_updated` from the clock, the identity;
-# 4: the push receiver's tables
-SCHEMA_VERSION = 4
+# 4: the push receiver's tables; 5: a live change keeps the values its entity was made from
+SCHEMA_VERSION = 5
 OLDEST_CODE = 3  # version 3's code serves this schema (it ignores the receiver's tables)
 # Rows per network read of a stream (libpq's chunked mode, libpq 17 and later; the
 # psycopg[binary] wheel bundles it). Older libpq can only stream row by row: slower.
@@ -206,10 +210,7 @@ class PostgresTx:
     def upsert(self, orders: list[Order]) -> None:
         self.connection.execute(UPSERT_SQL, _upsert_columns(orders))
 
-    ORDER_DIFFS_SQL = """SELECT o.id, c.entity IS NULL OR right(c.entity, 16) = '"_deleted":true}'
-        FROM orders o LEFT JOIN changes c ON c.order_id = o.id AND c.order_id > ? AND c.order_id <= ?
-        WHERE o.id > ? AND o.id <= ?
-        AND (c.entity IS NULL OR c.entity <> change_entity(c.seq, o.id, order_document(o)))"""
+    ORDER_DIFFS_SQL = ORDER_DIFFS_SQL
 
     def record_live(self, order_ids: list[int]) -> None:
         self.connection.execute(RECORD_LIVE_SQL, (order_ids,))

@@ -57,6 +57,12 @@ CREATE TABLE IF NOT EXISTS changes (
     order_id bigint NOT NULL UNIQUE,
     entity   text NOT NULL
 );
+-- A live change also keeps the order's values its entity was made from (NULL in a
+-- tombstone; TotalSum as its text): the verification compares them with the table's,
+-- column by column, instead of building every order's JSON again (store/verify.py).
+-- Version 4's changes get them at the end of this file.
+ALTER TABLE changes ADD COLUMN IF NOT EXISTS username text,
+    ADD COLUMN IF NOT EXISTS orders text, ADD COLUMN IF NOT EXISTS total_sum text;
 
 -- The schema's version, and the oldest version of the code that can run on it: a release
 -- rolled back one version keeps working where the schema allows it (store/base.py).
@@ -141,12 +147,14 @@ BEGIN
         RETURN NULL;  -- no sequence value, so no lock
     END IF;
     PERFORM lock_changes();
-    INSERT INTO changes (seq, order_id, entity)
-    SELECT seq, id, change_entity(seq, id, document)
-    FROM (SELECT nextval('change_seq') AS seq, n.id, order_document(n::orders) AS document
+    INSERT INTO changes (seq, order_id, entity, username, orders, total_sum)
+    SELECT seq, id, change_entity(seq, id, document), username, orders, total_sum
+    FROM (SELECT nextval('change_seq') AS seq, n.id, order_document(n::orders) AS document,
+                 n.username, n.orders, n.total_sum::text AS total_sum
           FROM new_rows n) AS numbered
     ON CONFLICT ON CONSTRAINT changes_order_id_key
-    DO UPDATE SET seq = excluded.seq, entity = excluded.entity;
+    DO UPDATE SET seq = excluded.seq, entity = excluded.entity, username = excluded.username,
+        orders = excluded.orders, total_sum = excluded.total_sum;
     RETURN NULL;
 END $$;
 
@@ -158,22 +166,25 @@ BEGIN
     END IF;
     -- A statement that touched rows takes the lock even if it changed nothing.
     PERFORM lock_changes();
-    INSERT INTO changes (seq, order_id, entity)
-    SELECT seq, id, change_entity(seq, id, document)
-    FROM (SELECT nextval('change_seq') AS seq, id, document FROM (
+    INSERT INTO changes (seq, order_id, entity, username, orders, total_sum)
+    SELECT seq, id, change_entity(seq, id, document), username, orders, total_sum
+    FROM (SELECT nextval('change_seq') AS seq, id, document, username, orders, total_sum FROM (
             -- A changed key (possible with plain SQL) leaves a tombstone for the old id.
-            SELECT 0 AS kind, o.id, NULL::text AS document FROM old_rows o
+            SELECT 0 AS kind, o.id, NULL::text AS document, NULL AS username, NULL AS orders,
+                   NULL AS total_sum FROM old_rows o
             WHERE NOT EXISTS (SELECT FROM new_rows n WHERE n.id = o.id)
             UNION ALL
             -- A row that changes nothing records nothing: Sesam would only receive noise.
             -- total_sum is compared as text, so 8000 -> 8000.0 (equal numbers) is served.
-            SELECT 1, n.id, order_document(n::orders) FROM new_rows n
+            SELECT 1, n.id, order_document(n::orders), n.username, n.orders, n.total_sum::text
+            FROM new_rows n
             WHERE NOT EXISTS (SELECT FROM old_rows o WHERE o.id = n.id
                               AND o.username = n.username AND o.orders = n.orders
                               AND o.total_sum::text = n.total_sum::text)
             ORDER BY kind, id) AS ordered) AS numbered
     ON CONFLICT ON CONSTRAINT changes_order_id_key
-    DO UPDATE SET seq = excluded.seq, entity = excluded.entity;
+    DO UPDATE SET seq = excluded.seq, entity = excluded.entity, username = excluded.username,
+        orders = excluded.orders, total_sum = excluded.total_sum;
     RETURN NULL;
 END $$;
 
@@ -184,11 +195,12 @@ BEGIN
         RETURN NULL;
     END IF;
     PERFORM lock_changes();
-    INSERT INTO changes (seq, order_id, entity)
-    SELECT seq, id, change_entity(seq, id, NULL)
+    INSERT INTO changes (seq, order_id, entity, username, orders, total_sum)
+    SELECT seq, id, change_entity(seq, id, NULL), NULL, NULL, NULL
     FROM (SELECT nextval('change_seq') AS seq, o.id FROM old_rows o) AS numbered
     ON CONFLICT ON CONSTRAINT changes_order_id_key
-    DO UPDATE SET seq = excluded.seq, entity = excluded.entity;
+    DO UPDATE SET seq = excluded.seq, entity = excluded.entity, username = excluded.username,
+        orders = excluded.orders, total_sum = excluded.total_sum;
     RETURN NULL;
 END $$;
 
@@ -216,11 +228,12 @@ CREATE OR REPLACE FUNCTION orders_track_truncate() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM lock_changes();
-    INSERT INTO changes (seq, order_id, entity)
-    SELECT seq, id, change_entity(seq, id, NULL)
+    INSERT INTO changes (seq, order_id, entity, username, orders, total_sum)
+    SELECT seq, id, change_entity(seq, id, NULL), NULL, NULL, NULL
     FROM (SELECT nextval('change_seq') AS seq, o.id FROM orders o ORDER BY o.id) AS numbered
     ON CONFLICT ON CONSTRAINT changes_order_id_key
-    DO UPDATE SET seq = excluded.seq, entity = excluded.entity;
+    DO UPDATE SET seq = excluded.seq, entity = excluded.entity, username = excluded.username,
+        orders = excluded.orders, total_sum = excluded.total_sum;
     RETURN NULL;
 END $$;
 DROP TRIGGER IF EXISTS orders_track_truncate ON orders;
@@ -234,3 +247,10 @@ CREATE TRIGGER orders_track_truncate BEFORE TRUNCATE ON orders
 ALTER TABLE orders ENABLE ALWAYS TRIGGER orders_track_insert,
     ENABLE ALWAYS TRIGGER orders_track_update, ENABLE ALWAYS TRIGGER orders_track_delete,
     ENABLE ALWAYS TRIGGER orders_track_truncate;
+
+-- Before version 5, changes did not keep their values: they are taken where the entity is
+-- the one the order's values make (a change already differing keeps NULLs, and the
+-- verification finds it differing, as it did). Nothing to do in a new database.
+UPDATE changes c SET username = o.username, orders = o.orders, total_sum = o.total_sum::text
+FROM orders o WHERE o.id = c.order_id AND c.username IS NULL
+AND c.entity = change_entity(c.seq, o.id, order_document(o));

@@ -15,14 +15,15 @@ from typing import Any
 from .base import (RESTORE_MARGIN_US, BatchedLoads, ChangeStream, Order, Restore, StoreIdentity,
                    StoreRejected, StoreUnavailable, new_uuid, newer_schema_allows)
 from .receiver import Receiver, T
-from .verify import Verifier
+from .verify import ORDER_DIFFS_SQL, Verifier
 
 log = logging.getLogger("service")
 TRIGGERS = ("orders_track_delete", "orders_track_insert", "orders_track_update")
 NEXT_VALUE_SQL = "UPDATE change_counter SET value = max(value + 1, (SELECT now_us FROM clock))"
 
-# 2: `_updated` from the clock, the store's identity; 3: the push receiver's tables
-SCHEMA_VERSION = 3
+# 2: `_updated` from the clock, the store's identity; 3: the push receiver's tables;
+# 4: a live change keeps the values its entity was made from
+SCHEMA_VERSION = 4
 # The oldest code that runs on this schema: version 2's code would take it for version 1's.
 OLDEST_CODE = 3
 # How long a writer queues for SQLite's one write lock before it gives up with a 503. Far
@@ -66,6 +67,15 @@ V1_IN = """INSERT INTO orders SELECT * FROM temp.orders_v1;
 DROP TABLE temp.orders_v1;
 UPDATE change_counter SET value = (SELECT value FROM temp.counter_v1);
 DROP TABLE temp.counter_v1;"""
+# Version 4: changes keep the values their entity was made from. Before version 4 they
+# are taken where the entity is the one the order's values make; any other change keeps
+# NULLs, so the verification finds it differing, as it did.
+VALUES_OUT = """ALTER TABLE changes ADD COLUMN username TEXT;
+ALTER TABLE changes ADD COLUMN orders TEXT;
+ALTER TABLE changes ADD COLUMN total_sum TEXT;"""
+VALUES_IN = """UPDATE changes SET username = d.username, orders = d.orders, total_sum = d.total_sum
+FROM order_documents d WHERE d.id = changes.order_id
+AND changes.entity = '{"_id":"' || d.id || '","_updated":' || changes.seq || ',' || substr(d.document, 2);"""
 
 UPSERT_SQL = """INSERT INTO orders (id, username, orders, total_sum) VALUES (?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET username = excluded.username, orders = excluded.orders,
@@ -174,19 +184,14 @@ class SqliteTx:
     def upsert(self, orders: list[Order]) -> None:
         self.connection.executemany(UPSERT_SQL, map(_row, orders))
 
-    # The expected entity is built as next_entities builds it, with the change's own seq.
-    ORDER_DIFFS_SQL = """SELECT d.id, c.entity IS NULL
-            OR substr(c.entity, length(c.entity) - 15) = '"_deleted":true}'
-        FROM order_documents d LEFT JOIN changes c ON c.order_id = d.id AND c.order_id > ? AND c.order_id <= ?
-        WHERE d.id > ? AND d.id <= ? AND (c.entity IS NULL OR c.entity <>
-            '{"_id":"' || d.id || '","_updated":' || c.seq || ',' || substr(d.document, 2))"""
+    ORDER_DIFFS_SQL = ORDER_DIFFS_SQL.replace("IS DISTINCT FROM", "IS NOT")
 
     def record_live(self, order_ids: list[int]) -> None:
         for order_id in order_ids:  # as the triggers record a change (schema_sqlite.sql)
             self.connection.execute(NEXT_VALUE_SQL)
             self.connection.execute("DELETE FROM changes WHERE order_id = ?", (order_id,))
-            self.connection.execute("INSERT INTO changes (seq, order_id, entity) SELECT seq, "
-                                    "order_id, entity FROM next_entities WHERE order_id = ?", (order_id,))
+            self.connection.execute("INSERT INTO changes (seq, order_id, entity, username, orders, "
+                                    "total_sum) SELECT * FROM next_entities WHERE order_id = ?", (order_id,))
 
     def record_tombstones(self, order_ids: list[int]) -> None:
         for order_id in order_ids:
@@ -277,14 +282,18 @@ class SqliteStore(BatchedLoads, Receiver, Verifier):
                     log.info("the database's schema is version %s, newer than this code's %s, "
                              "which it allows: used as it is", found, SCHEMA_VERSION)
                     return
-                upgrade = found == 1  # later ones only add tables
+                upgrade = found == 1  # later ones only add tables and columns
+                columns = [row[1] for row in connection.execute("PRAGMA table_info(changes)")]
+                add_values = bool(columns) and "username" not in columns
                 tables, triggers = schema.split("-- @triggers\n", 1)
                 connection.executescript("\n".join([
                     "BEGIN IMMEDIATE;",
                     V1_OUT if upgrade else "",
                     tables,
                     V1_IN if upgrade else "",
+                    VALUES_OUT if add_values else "",
                     triggers,
+                    VALUES_IN if add_values else "",
                     # Made anew: before version 3 it had no oldest_code column.
                     "DROP TABLE schema_version;",
                     "CREATE TABLE schema_version (version INTEGER NOT NULL, oldest_code INTEGER);",

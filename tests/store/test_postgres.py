@@ -12,6 +12,7 @@ import pytest
 
 from tests.support.apps import prepared_app
 from service.store import Order, StoreRejected, open_store
+from service.store import postgresql
 from tests.support.databases import fresh_database, load_into
 from tests.support.servers import free_port
 
@@ -190,7 +191,7 @@ def test_migrating_a_version_1_database_replaces_its_row_trigger(pg_url):
                                 ("orders_track_truncate",), ("orders_track_update",)]
             assert connection.execute("SELECT order_id FROM changes ORDER BY seq").fetchall() \
                 == [(1,), (2,)]  # each write recorded once
-            assert connection.execute("SELECT version FROM schema_version").fetchone() == (4,)
+            assert connection.execute("SELECT version FROM schema_version").fetchone() == (postgresql.SCHEMA_VERSION,)
     finally:
         store.close()
 

@@ -52,7 +52,7 @@ def test_migrate_is_idempotent(any_store, database_url, backend):
     any_store.migrate()
     with plain_sql(database_url) as connection:
         assert connection.execute("SELECT version FROM schema_version").fetchall() \
-            == [({"sqlite": 3, "postgresql": 4}[backend],)]
+            == [({"sqlite": 4, "postgresql": 5}[backend],)]
 
 
 def test_sqlite_uses_wal(sqlite_store):

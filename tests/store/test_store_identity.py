@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from service.store import Order, StoreUnavailable, open_store
+from service.store import sqlite
 from service.store.base import FIRST_CHUNK_ROWS, MAX_UPDATED
 from tests.support.databases import fresh_database, plain_sql
 from tests.sesam_emulator import Pipe, PipeConfig, RunFailed
@@ -299,7 +300,7 @@ def test_migrating_a_version_1_sqlite_store_keeps_its_counter_and_adds_the_bound
     store.upsert_orders(orders(1, 1))
     with plain_sql(url) as connection:
         [(value,)] = connection.execute("SELECT value FROM change_counter").fetchall()
-        assert value == ahead + 1 and connection.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
+        assert value == ahead + 1 and connection.execute("SELECT version FROM schema_version").fetchall() == [(sqlite.SCHEMA_VERSION,)]
         with pytest.raises(Exception, match="2\\*\\*53"):
             connection.execute("UPDATE change_counter SET value = ?", (MAX_UPDATED + 1,))
     stream = store.open_changes(0, None)
