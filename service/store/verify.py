@@ -29,10 +29,11 @@ CHUNK_IDS = 10_000
 EXAMPLES = 5  # ids named per kind of difference, in the log and /health
 TOMBSTONE_END = '"_deleted":true}'
 
-NEXT_ORDERS_BOUND = ("SELECT max(id) FROM (SELECT id FROM orders WHERE id > ? "
+# The next chunk's last id, and how many ids it holds (the orders counted on the way).
+NEXT_ORDERS_BOUND = ("SELECT max(id), count(*) FROM (SELECT id FROM orders WHERE id > ? "
                      "ORDER BY id LIMIT ?) AS chunk")
-NEXT_CHANGES_BOUND = ("SELECT max(order_id) FROM (SELECT order_id FROM changes WHERE order_id > ? "
-                      "ORDER BY order_id LIMIT ?) AS chunk")
+NEXT_CHANGES_BOUND = ("SELECT max(order_id), count(*) FROM (SELECT order_id FROM changes "
+                      "WHERE order_id > ? ORDER BY order_id LIMIT ?) AS chunk")
 # (A join, its order's absence tested first: a third cheaper than NOT EXISTS on SQLite.
 # The chunk's range is given on both sides of each join: PostgreSQL does not carry it across
 # an outer join, and read the whole other table for every chunk.)
@@ -157,19 +158,23 @@ def report(result: Verification) -> None:
                  extra={"orders": result.orders, "seconds": round(result.seconds, 3)})
 
 
-def _chunk(bound_sql: str, compare: Callable[[VerifyTx, int, int, Verification, bool], None],
-           low: int, size: int, result: Verification, repair: bool, tx: VerifyTx) -> int | None:
+Compare = Callable[[VerifyTx, int, int, int, Verification, bool], None]
+
+
+def _chunk(bound_sql: str, compare: Compare, low: int, size: int, result: Verification,
+           repair: bool, tx: VerifyTx) -> int | None:
     """Compare (and repair) the next chunk of ids after `low`; return its last id, None
     when there are no more."""
-    high = tx.rows(bound_sql, (low, size))[0][0]
+    high, count = tx.rows(bound_sql, (low, size))[0]
     if high is not None:
-        compare(tx, low, high, result, repair)
+        compare(tx, low, high, count, result, repair)
     return high
 
 
-def _compare_orders(tx: VerifyTx, low: int, high: int, result: Verification, repair: bool) -> None:
+def _compare_orders(tx: VerifyTx, low: int, high: int, count: int, result: Verification,
+                    repair: bool) -> None:
     diffs = tx.rows(tx.ORDER_DIFFS_SQL, (low, high, low, high))
-    result.orders += tx.rows("SELECT count(*) FROM orders WHERE id > ? AND id <= ?", (low, high))[0][0]
+    result.orders += count
     missing = [order_id for order_id, lacking in diffs if lacking]
     stale = [order_id for order_id, lacking in diffs if not lacking]
     result.add("missing", missing)
@@ -178,7 +183,8 @@ def _compare_orders(tx: VerifyTx, low: int, high: int, result: Verification, rep
         tx.record_live(sorted(missing + stale))
 
 
-def _compare_orphans(tx: VerifyTx, low: int, high: int, result: Verification, repair: bool) -> None:
+def _compare_orphans(tx: VerifyTx, low: int, high: int, count: int, result: Verification,
+                     repair: bool) -> None:
     orphans = [row[0] for row in tx.rows(ORPHANS_SQL, (low, high, low, high))]
     result.add("orphaned", orphans)
     if repair and orphans:
