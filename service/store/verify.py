@@ -37,12 +37,12 @@ NEXT_ORDERS_BOUND = ("SELECT max(id), count(*) FROM (SELECT id FROM orders WHERE
                      "ORDER BY id LIMIT ?) AS chunk")
 NEXT_CHANGES_BOUND = ("SELECT max(order_id), count(*) FROM (SELECT order_id FROM changes "
                       "WHERE order_id > ? ORDER BY order_id LIMIT ?) AS chunk")
-# (A join, its order's absence tested first: a third cheaper than NOT EXISTS on SQLite.
-# The chunk's range is given on both sides of each join: PostgreSQL does not carry it across
-# an outer join, and read the whole other table for every chunk.)
 # A live change keeps the values its entity was made from, a tombstone NULLs (so does a
 # change older than that, which the comparison then finds differing, and repairs).
 LIVE = f"(c.username IS NOT NULL OR substr(c.entity, length(c.entity) - 15) <> '{TOMBSTONE_END}')"
+# (A join, its order's absence tested first: a third cheaper than NOT EXISTS on SQLite.
+# The chunk's range is given on both sides of each join: PostgreSQL does not carry it across
+# an outer join, and read the whole other table for every chunk.)
 ORPHANS_SQL = f"""SELECT c.order_id FROM changes c
     LEFT JOIN orders o ON o.id = c.order_id AND o.id > ? AND o.id <= ?
     WHERE c.order_id > ? AND c.order_id <= ? AND o.id IS NULL AND {LIVE}"""
