@@ -20,7 +20,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from .base import (CHUNK_ROWS, RESTORE_MARGIN_US, BatchedLoads, ChangeStream, Order, Restore,
                    StoreIdentity, StoreRejected, StoreUnavailable, new_uuid, newer_schema_allows)
 from .receiver import Receiver
-from .verify import ORDER_DIFFS_SQL, Verifier
+from .verify import CHUNK_DIFFS_FULL_JOIN, Verifier
 
 log = logging.getLogger("service")
 TRIGGERS = ("orders_track_delete", "orders_track_insert", "orders_track_truncate",
@@ -210,7 +210,8 @@ class PostgresTx:
     def upsert(self, orders: list[Order]) -> None:
         self.connection.execute(UPSERT_SQL, _upsert_columns(orders))
 
-    ORDER_DIFFS_SQL = ORDER_DIFFS_SQL
+    def differences(self, low: int, high: int) -> list[tuple[int, bool, bool]]:
+        return self.rows(CHUNK_DIFFS_FULL_JOIN, (low, high) * 2)
 
     def record_live(self, order_ids: list[int]) -> None:
         self.connection.execute(RECORD_LIVE_SQL, (order_ids,))

@@ -15,7 +15,7 @@ from typing import Any
 from .base import (RESTORE_MARGIN_US, BatchedLoads, ChangeStream, Order, Restore, StoreIdentity,
                    StoreRejected, StoreUnavailable, new_uuid, newer_schema_allows)
 from .receiver import Receiver, T
-from .verify import ORDER_DIFFS_SQL, Verifier
+from .verify import CHUNK_DIFFS_TWO_JOINS, Verifier
 
 log = logging.getLogger("service")
 TRIGGERS = ("orders_track_delete", "orders_track_insert", "orders_track_update")
@@ -184,7 +184,8 @@ class SqliteTx:
     def upsert(self, orders: list[Order]) -> None:
         self.connection.executemany(UPSERT_SQL, map(_row, orders))
 
-    ORDER_DIFFS_SQL = ORDER_DIFFS_SQL.replace("IS DISTINCT FROM", "IS NOT")
+    def differences(self, low: int, high: int) -> list[tuple[int, bool, bool]]:
+        return self.rows(CHUNK_DIFFS_TWO_JOINS, (low, high) * 4)
 
     def record_live(self, order_ids: list[int]) -> None:
         for order_id in order_ids:  # as the triggers record a change (schema_sqlite.sql)

@@ -32,37 +32,57 @@ CHUNK_IDS = 50_000
 EXAMPLES = 5  # ids named per kind of difference, in the log and /health
 TOMBSTONE_END = '"_deleted":true}'
 
-# The next chunk's last id, and how many ids it holds (the orders counted on the way).
-NEXT_ORDERS_BOUND = ("SELECT max(id), count(*) FROM (SELECT id FROM orders WHERE id > ? "
-                     "ORDER BY id LIMIT ?) AS chunk")
+LAST_ID = 2**63 - 1  # the largest id either table can hold (a bigint; SQLite's INTEGER)
+
+# A chunk holds at most CHUNK_IDS changes and at most CHUNK_IDS orders (both are bounded:
+# 10 million orphaned changes may lie between two orders, or 10 million orders have no
+# change). First the last of the next changes, and how many there are; then the orders up
+# to it (or to LAST_ID, when those were the last changes), the last of them and how many.
 NEXT_CHANGES_BOUND = ("SELECT max(order_id), count(*) FROM (SELECT order_id FROM changes "
                       "WHERE order_id > ? ORDER BY order_id LIMIT ?) AS chunk")
+NEXT_ORDERS_BOUND = ("SELECT max(id), count(*) FROM (SELECT id FROM orders WHERE id > ? "
+                     "AND id <= ? ORDER BY id LIMIT ?) AS chunk")
 # A live change keeps the values its entity was made from, a tombstone NULLs (so does a
 # change older than that, which the comparison then finds differing, and repairs).
 LIVE = f"(c.username IS NOT NULL OR substr(c.entity, length(c.entity) - 15) <> '{TOMBSTONE_END}')"
-# (A join, its order's absence tested first: a third cheaper than NOT EXISTS on SQLite.
-# The chunk's range is given on both sides of each join: PostgreSQL does not carry it across
-# an outer join, and read the whole other table for every chunk.)
-ORPHANS_SQL = f"""SELECT c.order_id FROM changes c
+# The values are compared, not the entity: building every order's JSON again cost three
+# times as much (store/README.md).
+VALUES_DIFFER = """(c.username IS DISTINCT FROM o.username OR c.orders IS DISTINCT FROM o.orders
+    OR c.total_sum IS DISTINCT FROM CAST(o.total_sum AS TEXT))"""
+VALUES_DIFFER_SQLITE = VALUES_DIFFER.replace("IS DISTINCT FROM", "IS NOT")  # its spelling
+# Each comparison below gives, for the ids in (?, ?], one row per difference: the id,
+# whether it is an orphaned live change (no order), and whether the feed lacks the order
+# (no change, or a tombstone); an order with neither is stale. The range is given to each
+# side of a join: PostgreSQL does not carry it across an outer join, and would read the
+# whole other table for every chunk.
+#
+# PostgreSQL: one merge full join of the two ranges, a third cheaper than the two joins below
+# (store/README.md).
+CHUNK_DIFFS_FULL_JOIN = f"""SELECT coalesce(o.id, c.order_id), o.id IS NULL, c.entity IS NULL OR NOT {LIVE}
+    FROM (SELECT id, username, orders, total_sum FROM orders WHERE id > ? AND id <= ?) AS o
+    FULL JOIN (SELECT order_id, entity, username, orders, total_sum FROM changes
+               WHERE order_id > ? AND order_id <= ?) AS c ON c.order_id = o.id
+    WHERE (o.id IS NULL AND {LIVE}) OR (o.id IS NOT NULL AND {VALUES_DIFFER})"""
+# SQLite runs a full join as a left join and then a scan of the whole right table: the
+# orders' differences, and then the orphans (a join with the order's absence tested first:
+# a third cheaper than NOT EXISTS). Each takes the range twice.
+CHUNK_DIFFS_TWO_JOINS = f"""SELECT o.id, 0, c.entity IS NULL OR NOT {LIVE}
+    FROM orders o LEFT JOIN changes c ON c.order_id = o.id AND c.order_id > ? AND c.order_id <= ?
+    WHERE o.id > ? AND o.id <= ? AND {VALUES_DIFFER_SQLITE}
+UNION ALL
+SELECT c.order_id, 1, 0 FROM changes c
     LEFT JOIN orders o ON o.id = c.order_id AND o.id > ? AND o.id <= ?
     WHERE c.order_id > ? AND c.order_id <= ? AND o.id IS NULL AND {LIVE}"""
-# The orders in (?, ?] (given twice: for each side of the join) whose live entity was not
-# made from the values the table holds, each with whether the feed lacks it (no change,
-# or a tombstone). The values are compared, not the entity: building every order's JSON
-# again cost three times as much (store/README.md). (SQLite spells it `IS NOT`.)
-ORDER_DIFFS_SQL = f"""SELECT o.id, c.entity IS NULL OR NOT {LIVE}
-    FROM orders o LEFT JOIN changes c ON c.order_id = o.id AND c.order_id > ? AND c.order_id <= ?
-    WHERE o.id > ? AND o.id <= ? AND (c.username IS DISTINCT FROM o.username
-        OR c.orders IS DISTINCT FROM o.orders OR c.total_sum IS DISTINCT FROM CAST(o.total_sum AS TEXT))"""
 
 
 class VerifyTx(Protocol):
     """One transaction holding the writers' change lock; `?` placeholders."""
 
-    ORDER_DIFFS_SQL: str  # as above, in the backend's own spelling
-
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         ...
+
+    def differences(self, low: int, high: int) -> list[tuple[int, bool, bool]]:
+        """The differences of the ids in (low, high]: id, orphaned, lacking (as above)."""
 
     def record_live(self, order_ids: list[int]) -> None:
         """Record a fresh change with each order's entity as the table holds it."""
@@ -118,11 +138,9 @@ class Verifier:
         result = Verification(repaired=repair, started=time.time())
         result.tracking = self._assert_tracking(fix=repair)
         started = time.perf_counter()
-        for bound_sql, compare in ((NEXT_ORDERS_BOUND, _compare_orders),
-                                   (NEXT_CHANGES_BOUND, _compare_orphans)):
-            low: int | None = 0
-            while low is not None:
-                low = self._verifying(partial(_chunk, bound_sql, compare, low, chunk, result, repair))
+        low: int | None = 0
+        while low is not None:
+            low = self._verifying(partial(_chunk, low, chunk, result, repair))
         result.seconds = time.perf_counter() - started
         return result
 
@@ -161,34 +179,28 @@ def report(result: Verification) -> None:
                  extra={"orders": result.orders, "seconds": round(result.seconds, 3)})
 
 
-Compare = Callable[[VerifyTx, int, int, int, Verification, bool], None]
-
-
-def _chunk(bound_sql: str, compare: Compare, low: int, size: int, result: Verification,
-           repair: bool, tx: VerifyTx) -> int | None:
+def _chunk(low: int, size: int, result: Verification, repair: bool, tx: VerifyTx) -> int | None:
     """Compare (and repair) the next chunk of ids after `low`; return its last id, None
     when there are no more."""
-    high, count = tx.rows(bound_sql, (low, size))[0]
-    if high is not None:
-        compare(tx, low, high, count, result, repair)
-    return high
+    changes_high, changes = tx.rows(NEXT_CHANGES_BOUND, (low, size))[0]
+    cap = changes_high if changes == size else LAST_ID
+    orders_high, orders = tx.rows(NEXT_ORDERS_BOUND, (low, cap, size))[0]
+    if not changes and not orders:
+        return None
+    high = orders_high if orders == size else cap
+    result.orders += orders
+    _compare(tx, low, high, result, repair)
+    return None if high == LAST_ID else high
 
 
-def _compare_orders(tx: VerifyTx, low: int, high: int, count: int, result: Verification,
-                    repair: bool) -> None:
-    diffs = tx.rows(tx.ORDER_DIFFS_SQL, (low, high, low, high))
-    result.orders += count
-    missing = [order_id for order_id, lacking in diffs if lacking]
-    stale = [order_id for order_id, lacking in diffs if not lacking]
-    result.add("missing", missing)
-    result.add("stale", stale)
-    if repair and diffs:
+def _compare(tx: VerifyTx, low: int, high: int, result: Verification, repair: bool) -> None:
+    diffs = tx.differences(low, high)
+    orphaned = [order_id for order_id, orphan, _ in diffs if orphan]
+    missing = [order_id for order_id, orphan, lacking in diffs if lacking and not orphan]
+    stale = [order_id for order_id, orphan, lacking in diffs if not (lacking or orphan)]
+    for kind, order_ids in (("missing", missing), ("stale", stale), ("orphaned", orphaned)):
+        result.add(kind, sorted(order_ids))
+    if repair and (missing or stale):
         tx.record_live(sorted(missing + stale))
-
-
-def _compare_orphans(tx: VerifyTx, low: int, high: int, count: int, result: Verification,
-                     repair: bool) -> None:
-    orphans = [row[0] for row in tx.rows(ORPHANS_SQL, (low, high, low, high))]
-    result.add("orphaned", orphans)
-    if repair and orphans:
-        tx.record_tombstones(orphans)
+    if repair and orphaned:
+        tx.record_tombstones(sorted(orphaned))

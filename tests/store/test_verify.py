@@ -181,6 +181,37 @@ def test_a_write_during_verification_is_neither_lost_nor_reported(store, databas
     assert followed(pipe) == live_orders(database_url)
 
 
+def test_a_chunk_holds_at_most_its_size_of_orders_and_of_changes(store, database_url, backend, pipe):
+    """Memory stays that of one chunk however the two tables differ: thousands of orphaned
+    changes between two orders, thousands of orders with no change, orphans above the last
+    order; each is found, in chunks of at most `chunk` differences."""
+    load(store, [*range(1, 3001), *range(9001, 9601)])
+    pipe.run()
+    with plain_sql(database_url) as connection:
+        untracked(connection, backend, "DELETE FROM orders WHERE id BETWEEN 2 AND 2999 OR id > 9000")
+        untracked(connection, backend, "INSERT INTO orders SELECT id + 5000, username, orders, "
+                                       "total_sum FROM orders WHERE id = 1")
+        for _ in range(12):  # 4,096 orders, 5001..9096 (9001..9096 got orphaned changes back)
+            untracked(connection, backend, "INSERT INTO orders SELECT id + (SELECT count(*) FROM orders "
+                                           "WHERE id > 5000), username, orders, total_sum FROM orders WHERE id > 5000")
+    original, sizes = store._verifying, []
+
+    def verifying_with_sizes(work):
+        def measured(tx):
+            differences = tx.differences
+            tx.differences = lambda low, high: sizes.append(len(found := differences(low, high))) or found
+            return work(tx)
+        return original(measured)
+    store._verifying = verifying_with_sizes
+    result = store.verify(chunk=500)
+    store._verifying = original
+    assert (result.orders, result.missing, result.stale) == (2 + 4096, 4096 - 96, 96)
+    assert result.orphaned == 2998 + 504  # 9097..9600
+    assert max(sizes) <= 500 and sum(sizes) == result.differences
+    assert store.verify().differences == 0
+    assert followed(pipe) == live_orders(database_url)
+
+
 def test_verify_on_the_command_line_exits_by_what_it_found(store, database_url):
     load(store, range(1, 11))
     def run(*args):
