@@ -194,13 +194,13 @@ def _chunk(low: int, size: int, result: Verification, repair: bool, tx: VerifyTx
 
 
 def _compare(tx: VerifyTx, low: int, high: int, result: Verification, repair: bool) -> None:
-    diffs = tx.differences(low, high)
+    diffs = sorted(tx.differences(low, high))  # by id: examples and repairs in id order
     orphaned = [order_id for order_id, orphan, _ in diffs if orphan]
     missing = [order_id for order_id, orphan, lacking in diffs if lacking and not orphan]
     stale = [order_id for order_id, orphan, lacking in diffs if not (lacking or orphan)]
     for kind, order_ids in (("missing", missing), ("stale", stale), ("orphaned", orphaned)):
-        result.add(kind, sorted(order_ids))
+        result.add(kind, order_ids)
     if repair and (missing or stale):
-        tx.record_live(sorted(missing + stale))
+        tx.record_live([order_id for order_id, orphan, _ in diffs if not orphan])
     if repair and orphaned:
-        tx.record_tombstones(sorted(orphaned))
+        tx.record_tombstones(orphaned)
